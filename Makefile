@@ -1,0 +1,35 @@
+# `make run` and `make test` do all set-up themselves on a fresh Debian 12 machine (as root).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup setup-test run test unit integration e2e lint bench deb clean
+
+setup:
+	scripts/setup-host.sh
+
+setup-test:
+	WITH_TEST_DEPS=1 scripts/setup-host.sh
+
+run: setup
+	$(VENV)/bin/claude-audit run
+
+test: setup-test
+	$(VENV)/bin/ruff check daemon tests bench
+	$(VENV)/bin/mypy
+	$(PY) -m pytest tests
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+integration: setup-test
+	$(PY) -m pytest tests/integration
+
+e2e: setup-test
+	$(PY) -m pytest tests/e2e
+
+bench: setup-test
+	$(PY) bench/exec_storm.py
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
