@@ -1,0 +1,82 @@
+"""Decoded kernel events: the typed form of what the BPF program reports.
+
+These are the values every later stage (records, sessions, sinks) works from. The raw byte layouts
+they are decoded from are mirrored in `bpf_layout`; this module holds no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntFlag
+
+USER_HZ = 100
+"""Clock ticks per second in /proc/<pid>/stat (fixed at 100 by the kernel ABI)."""
+
+
+def ns_to_ticks(ns: int) -> int:
+    """Convert a kernel boot-time nanosecond count to /proc clock ticks, as nsec_to_clock_t does."""
+    return ns // (1_000_000_000 // USER_HZ)
+
+
+class TrackFlag(IntFlag):
+    """Flags the kernel keeps on each tracked process (mirrors TRACK_* in bpf/claude_audit.h)."""
+
+    NONE = 0
+    PENDING_ROOT = 1
+    """The session root was adopted by the kernel from an exec/rename trigger, not yet confirmed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecEvent:
+    """One sched_process_exec of a tracked process, as the kernel saw it."""
+
+    wall_time_ns: int
+    """Wall-clock time of the exec, ns since the epoch (kernel boot-time clock plus an offset)."""
+    pid: int
+    tid: int
+    ppid: int
+    uid: int
+    gid: int
+    session_root: int
+    """The pid of the Claude Code session root this process descends from (claude.pid)."""
+    root_start_ticks: int
+    """Start time of the session root in /proc clock ticks (guards against pid reuse)."""
+    invocation: int
+    """Pid of the direct child of the session root whose subtree this exec is in (0: the root itself)."""
+    invocation_start_ticks: int
+    start_ticks: int
+    """Start time of this process in /proc clock ticks."""
+    cgroup_id: int
+    comm: bytes
+    filename: bytes
+    argv: list[bytes]
+    args_truncated: bool
+    args_original_len: int
+    """Length in bytes of the whole argv area (mm->arg_end - mm->arg_start) in the process."""
+    filename_truncated: bool = False
+    track_flags: TrackFlag = TrackFlag.NONE
+    data_flags: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateEvent:
+    """An untracked process that may have become Claude Code (an exec or a comm rename)."""
+
+    wall_time_ns: int
+    pid: int
+    ppid: int
+    reason: str
+    """"exec" or "rename"."""
+    comm: bytes
+    filename: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ExitEvent:
+    """The last thread of a tracked process exited."""
+
+    wall_time_ns: int
+    pid: int
+    session_root: int
+    root_start_ticks: int
+    exit_code: int
