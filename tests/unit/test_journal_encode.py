@@ -1,0 +1,151 @@
+"""Pure parts of the journald sink: encoder, field names, record mapping."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from claude_audit.journal import (
+    JournalSink,
+    encode_entry,
+    escape_controls,
+    journal_fields,
+    normalise_field_name,
+)
+
+
+def test_simple_form_golden() -> None:
+    assert encode_entry({"MESSAGE": "hello", "PRIORITY": "6"}) == b"MESSAGE=hello\nPRIORITY=6\n"
+
+
+def test_empty_value_and_utf8() -> None:
+    assert encode_entry({"A": "", "B": "caf\u00e9"}) == b"A=\nB=caf\xc3\xa9\n"
+
+
+def test_binary_safe_form_for_newlines() -> None:
+    got = encode_entry({"MESSAGE": "a\nb", "X": "y"})
+    assert got == b"MESSAGE\n" + struct.pack("<Q", 3) + b"a\nb\n" + b"X=y\n"
+    assert got == b"MESSAGE\n\x03\x00\x00\x00\x00\x00\x00\x00a\nb\nX=y\n"
+
+
+def test_bytes_values_are_sent_verbatim() -> None:
+    assert encode_entry({"RAW": b"\xff\x00z"}) == b"RAW=\xff\x00z\n"
+    assert encode_entry({"RAW": b"\n"}) == b"RAW\n\x01\x00\x00\x00\x00\x00\x00\x00\n\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("MESSAGE", "MESSAGE"),
+        ("claude_session_id", "CLAUDE_SESSION_ID"),
+        ("process.pid", "PROCESS_PID"),
+        ("_TRUSTED", "TRUSTED"),
+        ("9LIVES", "LIVES"),
+        ("__1_X", "X"),
+        ("a-b c", "A_B_C"),
+        ("K" * 80, "K" * 64),
+    ],
+)
+def test_field_name_rules(name: str, expected: str) -> None:
+    assert normalise_field_name(name) == expected
+
+
+@pytest.mark.parametrize("name", ["", "_", "123", "_9_"])
+def test_field_name_rejects_empty(name: str) -> None:
+    with pytest.raises(ValueError, match="journald field name"):
+        normalise_field_name(name)
+
+
+def test_encode_normalises_names() -> None:
+    assert encode_entry({"process.pid": "1"}) == b"PROCESS_PID=1\n"
+
+
+def test_escape_controls() -> None:
+    assert escape_controls("a\nb\tc\x1b[31m\x7f\x85\u2028") == "a\\nb\\tc\\x1b[31m\\x7f\\x85\\u2028"
+
+
+RECORD = {
+    "@timestamp": "2025-01-01T00:00:00.000000Z",
+    "event": {"action": "exec"},
+    "process": {
+        "pid": 123,
+        "parent": {"pid": 100},
+        "executable": "/usr/bin/git",
+        "args": ["git", "status"],
+        "entity_id": "abc",
+    },
+    "user": {"id": "1000"},
+    "claude": {
+        "pid": 99,
+        "session_id": "s-1",
+        "origin": "tool",
+        "command": "git status",
+        "invocation": 100,
+    },
+    "claude_audit": {"flags": ["invalid_utf8"]},
+}
+
+
+def test_journal_fields_full() -> None:
+    f = journal_fields(RECORD)
+    assert f["MESSAGE"] == "exec pid=123 ppid=100 session=s-1 origin=tool: git status"
+    assert f["PRIORITY"] == "6"
+    assert f["SYSLOG_IDENTIFIER"] == "claude-audit"
+    assert f["CLAUDE_SESSION_ID"] == "s-1"
+    assert f["CLAUDE_PID"] == "99"
+    assert f["CLAUDE_INVOCATION"] == "100"
+    assert f["CLAUDE_ORIGIN"] == "tool"
+    assert f["CLAUDE_COMMAND"] == "git status"
+    assert f["AUDIT_ACTION"] == "exec"
+    assert f["PROCESS_PID"] == "123"
+    assert f["PROCESS_PPID"] == "100"
+    assert f["PROCESS_EXECUTABLE"] == "/usr/bin/git"
+    assert json.loads(f["PROCESS_ARGS"]) == ["git", "status"]
+    assert f["PROCESS_ENTITY_ID"] == "abc"
+    assert f["USER_ID"] == "1000"
+    assert json.loads(f["AUDIT_FLAGS"]) == ["invalid_utf8"]
+    assert json.loads(f["AUDIT_RECORD"]) == RECORD
+    assert f["AUDIT_RECORD"].isascii()
+    for name in f:
+        assert normalise_field_name(name) == name
+
+
+def test_journal_fields_uses_given_line() -> None:
+    f = journal_fields(RECORD, line=b'{"x":1}\n')
+    assert f["AUDIT_RECORD"] == '{"x":1}'
+
+
+def test_journal_fields_omits_absent_and_falls_back() -> None:
+    rec = {"event": {"action": "exec"}, "process": {"pid": 5, "args": ["ls", "-l\x1b"]}, "claude": {"pid": 4}}
+    f = journal_fields(rec)
+    assert f["MESSAGE"] == "exec pid=5 session=4: ls -l\\x1b"
+    for absent in ("CLAUDE_SESSION_ID", "CLAUDE_COMMAND", "PROCESS_PPID", "USER_ID", "PROCESS_EXECUTABLE"):
+        assert absent not in f
+
+
+def test_priorities() -> None:
+    assert journal_fields({"event": {"action": "events-lost"}})["PRIORITY"] == "4"
+    assert journal_fields({"event": {"action": "daemon-start"}})["PRIORITY"] == "6"
+    assert journal_fields({"event": {"action": "x"}, "log": {"level": "error"}})["PRIORITY"] == "3"
+    assert journal_fields({"event": {"action": "x"}, "log": {"level": "warning"}})["PRIORITY"] == "4"
+
+
+def test_message_is_bounded() -> None:
+    rec = {"event": {"action": "exec"}, "claude": {"command": "y" * 100_000}}
+    assert len(journal_fields(rec)["MESSAGE"]) == 4096
+
+
+def test_missing_socket_warns_once_and_retries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    now = [0.0]
+    sink = JournalSink(tmp_path / "absent", retry_interval=10.0, clock=lambda: now[0])
+    for _ in range(5):
+        assert sink.send({"MESSAGE": "x"}) is False
+    assert sink.failed == 5 and sink.sent == 0
+    now[0] = 20.0
+    assert sink.send({"MESSAGE": "x"}) is False
+    out = capsys.readouterr().out
+    assert out.count("journald unavailable") == 1
+    sink.close()
