@@ -69,6 +69,7 @@ class CandidateEvent:
     """"exec" or "rename"."""
     comm: bytes
     filename: bytes
+    start_ticks: int = 0
 
 
 @dataclass(frozen=True, slots=True)

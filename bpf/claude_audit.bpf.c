@@ -1,0 +1,330 @@
+/* claude-audit kernel side: track Claude Code sessions and every descendant, report their execs.
+ *
+ * Every kernel struct field is read at an offset the daemon computed from the running kernel's BTF and
+ * passed as -DOFF_* (the only headers on these machines are for another kernel, so their struct layouts
+ * must not be used). Tracepoint arguments are read by name: BCC builds `args` from the running kernel's
+ * tracepoint format files. */
+#include <linux/sched.h>
+#include "claude_audit.h"
+
+#ifndef OFF_TASK_PID
+#error "OFF_* offsets must be passed as -D flags (computed from BTF by the daemon)"
+#endif
+#ifndef MAX_TRACKED
+#define MAX_TRACKED 65536
+#endif
+#ifndef MAX_ROOTS
+#define MAX_ROOTS 4096
+#endif
+#ifndef RING_PAGES
+#define RING_PAGES 4096
+#endif
+#ifndef NR_CPUS_POSSIBLE
+#define NR_CPUS_POSSIBLE 64
+#endif
+#define NS_PER_TICK 10000000ULL /* 1e9 / USER_HZ (100) */
+
+BPF_HASH(target_pid_map, u32, struct root_info, MAX_ROOTS);
+BPF_HASH(tracked_map, u32, struct tracked_proc, MAX_TRACKED);
+/* comm values that make an untracked exec or rename a session candidate; filled by the daemon */
+struct comm_key { char comm[COMM_LEN]; };
+BPF_HASH(candidate_comms, struct comm_key, u8, 64);
+BPF_PERCPU_ARRAY(counters, u64, COUNTER_MAX);
+/* An exec record can be larger than the 512-byte BPF stack and the 32 KiB per-CPU value limit, so it is
+ * built in a plain array slot per CPU. Tracepoint programs run with preemption disabled, so one slot
+ * per CPU is never shared by two programs at once. */
+BPF_ARRAY(exec_scratch, struct exec_event, NR_CPUS_POSSIBLE);
+BPF_RINGBUF_OUTPUT(events, RING_PAGES);
+
+static __always_inline void count(u32 idx) {
+    u64 *v = counters.lookup(&idx);
+    if (v)
+        (*v)++;
+}
+
+static __always_inline u32 task_u32(void *task, unsigned long off) {
+    u32 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (char *)task + off);
+    return v;
+}
+
+static __always_inline u64 task_u64(void *task, unsigned long off) {
+    u64 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (char *)task + off);
+    return v;
+}
+
+static __always_inline void *task_ptr(void *task, unsigned long off) {
+    void *v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (char *)task + off);
+    return v;
+}
+
+static __always_inline u64 task_start_ticks(void *task) {
+    return task_u64(task, OFF_TASK_START_BOOTTIME) / NS_PER_TICK;
+}
+
+static __always_inline u32 task_ppid(void *task) {
+    void *parent = task_ptr(task, OFF_TASK_REAL_PARENT);
+    return parent ? task_u32(parent, OFF_TASK_TGID) : 0;
+}
+
+/* The session root entry for tgid, if it is a live root. A stale entry (the root died and its pid was
+ * reused) is removed, so a new process with the same pid is never taken for the session. */
+static __always_inline struct root_info *live_root(u32 tgid, u64 start_ticks) {
+    struct root_info *r = target_pid_map.lookup(&tgid);
+    if (!r)
+        return 0;
+    if (r->start_ticks != start_ticks) {
+        target_pid_map.delete(&tgid);
+        count(COUNTER_STALE_PID);
+        return 0;
+    }
+    return r;
+}
+
+static __always_inline struct tracked_proc *live_tracked(u32 tgid, u64 start_ticks) {
+    struct tracked_proc *t = tracked_map.lookup(&tgid);
+    if (!t)
+        return 0;
+    if (t->start_ticks != start_ticks) {
+        tracked_map.delete(&tgid);
+        count(COUNTER_STALE_PID);
+        return 0;
+    }
+    return t;
+}
+
+/* A version-string comm ("2.1.199"): how ~/.local/share/claude/versions/<version> shows up. */
+static __always_inline int comm_is_version(const char *comm) {
+    int dots = 0, digits = 0;
+#pragma unroll
+    for (int i = 0; i < COMM_LEN; i++) {
+        char c = comm[i];
+        if (c == 0)
+            break;
+        if (c == '.')
+            dots++;
+        else if (c >= '0' && c <= '9')
+            digits++;
+        else
+            return 0;
+    }
+    return dots >= 2 && digits >= 3;
+}
+
+static __always_inline int comm_is_candidate(const char *comm) {
+    struct comm_key k = {};
+    __builtin_memcpy(k.comm, comm, COMM_LEN);
+    return candidate_comms.lookup(&k) != 0 || comm_is_version(comm);
+}
+
+/* New processes (not threads) inherit their parent's session; a child of the root starts an invocation. */
+RAW_TRACEPOINT_PROBE(sched_process_fork) {
+    void *parent = (void *)ctx->args[0];
+    void *child = (void *)ctx->args[1];
+    u32 parent_tgid = task_u32(parent, OFF_TASK_TGID);
+    u32 child_tgid = task_u32(child, OFF_TASK_TGID);
+    if (child_tgid == parent_tgid)
+        return 0; /* a new thread: its process is already tracked (or not) */
+
+    u64 parent_start = task_start_ticks(parent);
+    u64 child_start = task_start_ticks(child);
+    struct tracked_proc entry = {};
+    entry.start_ticks = child_start;
+
+    struct root_info *r = live_root(parent_tgid, parent_start);
+    if (r) {
+        entry.root = parent_tgid;
+        entry.root_start_ticks = r->start_ticks;
+        entry.invocation = child_tgid;
+        entry.invocation_start_ticks = child_start;
+        entry.flags = r->flags & TRACK_PENDING_ROOT;
+    } else {
+        struct tracked_proc *p = live_tracked(parent_tgid, parent_start);
+        if (!p)
+            return 0;
+        entry.root = p->root;
+        entry.root_start_ticks = p->root_start_ticks;
+        entry.invocation = p->invocation;
+        entry.invocation_start_ticks = p->invocation_start_ticks;
+        entry.flags = p->flags & TRACK_PENDING_ROOT;
+    }
+    if (tracked_map.update(&child_tgid, &entry) != 0)
+        count(COUNTER_TRACK_FULL);
+    return 0;
+}
+
+/* Reserve and fill a candidate record; the caller adds the filename (if any) and submits it. */
+static __always_inline struct candidate_event *new_candidate(void *task, u32 tgid, u32 reason,
+                                                             const char *comm) {
+    struct candidate_event *c = events.ringbuf_reserve(sizeof(struct candidate_event));
+    if (!c) {
+        count(COUNTER_CANDIDATE_LOST);
+        return 0;
+    }
+    c->type = EVENT_CANDIDATE;
+    c->pid = tgid;
+    c->ppid = task_ppid(task);
+    c->reason = reason;
+    c->boot_ns = bpf_ktime_get_boot_ns();
+    c->start_ticks = task_start_ticks(task);
+    __builtin_memcpy(c->comm, comm, COMM_LEN);
+    c->filename[0] = 0;
+    return c;
+}
+
+/* Adopt an untracked process that looks like Claude Code as a pending session root, in the kernel, so
+ * the commands it runs in its first milliseconds are already tracked; the daemon then confirms it (or
+ * removes it and drops its records) after checking /proc. */
+static __always_inline void adopt_pending_root(u32 tgid, u64 start_ticks) {
+    struct root_info r = {};
+    r.start_ticks = start_ticks;
+    r.flags = TRACK_PENDING_ROOT;
+    target_pid_map.update(&tgid, &r);
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec) {
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tgid = pid_tgid >> 32;
+    void *task = (void *)bpf_get_current_task();
+    u64 start_ticks = task_start_ticks(task);
+
+    u32 root = 0, invocation = 0, flags = 0;
+    u64 root_start = 0, invocation_start = 0;
+    struct root_info *r = live_root(tgid, start_ticks);
+    if (r) {
+        root = tgid;
+        root_start = r->start_ticks;
+        flags = (r->flags & TRACK_PENDING_ROOT) | EXEC_IS_ROOT;
+    } else {
+        struct tracked_proc *t = live_tracked(tgid, start_ticks);
+        if (t) {
+            root = t->root;
+            root_start = t->root_start_ticks;
+            invocation = t->invocation;
+            invocation_start = t->invocation_start_ticks;
+            flags = t->flags & (TRACK_PENDING_ROOT | TRACK_SEEDED);
+        } else {
+            char comm[COMM_LEN] = {};
+            bpf_get_current_comm(comm, sizeof(comm));
+            if (!comm_is_candidate(comm))
+                return 0;
+            adopt_pending_root(tgid, start_ticks);
+            struct candidate_event *c = new_candidate(task, tgid, CANDIDATE_EXEC, comm);
+            if (c) {
+                TP_DATA_LOC_READ_STR(c->filename, filename, sizeof(c->filename));
+                events.ringbuf_submit(c, 0);
+            }
+            root = tgid;
+            root_start = start_ticks;
+            flags = TRACK_PENDING_ROOT | EXEC_IS_ROOT;
+        }
+    }
+
+    u32 cpu = bpf_get_smp_processor_id();
+    struct exec_event *e = exec_scratch.lookup(&cpu);
+    if (!e) {
+        count(COUNTER_RING_LOST);
+        return 0;
+    }
+    e->type = EVENT_EXEC;
+    e->pid = tgid;
+    e->tid = (u32)pid_tgid;
+    e->ppid = task_ppid(task);
+    u64 uid_gid = bpf_get_current_uid_gid();
+    e->uid = (u32)uid_gid;
+    e->gid = uid_gid >> 32;
+    e->root = root;
+    e->invocation = invocation;
+    e->boot_ns = bpf_ktime_get_boot_ns();
+    e->start_ticks = start_ticks;
+    e->root_start_ticks = root_start;
+    e->invocation_start_ticks = invocation_start;
+    e->cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+
+    /* __data_loc: the low 16 bits are the string's offset from the start of the record */
+    int n = bpf_probe_read_kernel_str(e->data, FILENAME_MAX_LEN,
+                                      (char *)args + (args->data_loc_filename & 0xFFFF));
+    u32 fname_len = 0;
+    if (n > 0) {
+        fname_len = n - 1; /* without the NUL */
+        if (n >= FILENAME_MAX_LEN)
+            flags |= EXEC_FILENAME_TRUNCATED;
+    }
+    fname_len &= (FILENAME_MAX_LEN - 1);
+    e->filename_len = fname_len;
+
+    void *mm = task_ptr(task, OFF_TASK_MM);
+    u64 arg_start = mm ? task_u64(mm, OFF_MM_ARG_START) : 0;
+    u64 arg_end = mm ? task_u64(mm, OFF_MM_ARG_END) : 0;
+    u64 orig = arg_end > arg_start ? arg_end - arg_start : 0;
+    u64 len = orig;
+    if (len > ARGS_MAX) {
+        len = ARGS_MAX;
+        flags |= EXEC_ARGS_TRUNCATED;
+    }
+    e->args_orig_len = orig;
+    if (len > 0 && bpf_probe_read_user(e->data + fname_len, len, (void *)arg_start) != 0) {
+        len = 0;
+        flags |= EXEC_ARGS_UNREADABLE;
+    }
+    e->args_len = len;
+    e->flags = flags;
+
+    u64 size = __builtin_offsetof(struct exec_event, data) + fname_len + len;
+    if (size > sizeof(struct exec_event))
+        size = sizeof(struct exec_event);
+    if (events.ringbuf_output(e, size, 0) != 0)
+        count(COUNTER_RING_LOST);
+    else
+        count(COUNTER_EXECS_SEEN);
+    return 0;
+}
+
+/* A node-based Claude Code (<= 2.0.x) becomes "claude" by renaming itself (process.title). */
+TRACEPOINT_PROBE(task, task_rename) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if ((u32)args->pid != tgid)
+        return 0; /* a thread renamed itself; only the process's leader name counts */
+    void *task = (void *)bpf_get_current_task();
+    u64 start_ticks = task_start_ticks(task);
+    if (live_root(tgid, start_ticks) || live_tracked(tgid, start_ticks))
+        return 0; /* already watched: a descendant renaming itself stays in its session */
+    char comm[COMM_LEN] = {};
+    bpf_probe_read_kernel(comm, sizeof(comm), args->newcomm);
+    if (!comm_is_candidate(comm))
+        return 0;
+    adopt_pending_root(tgid, start_ticks);
+    struct candidate_event *c = new_candidate(task, tgid, CANDIDATE_RENAME, comm);
+    if (c)
+        events.ringbuf_submit(c, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit) {
+    if (!args->group_dead)
+        return 0; /* other threads of the process live on */
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    void *task = (void *)bpf_get_current_task();
+    u64 start_ticks = task_start_ticks(task);
+    struct root_info *r = live_root(tgid, start_ticks);
+    if (r) {
+        struct exit_event *x = events.ringbuf_reserve(sizeof(struct exit_event));
+        if (x) {
+            x->type = EVENT_EXIT;
+            x->pid = tgid;
+            x->root = tgid;
+            x->exit_code = task_u32(task, OFF_TASK_EXIT_CODE);
+            x->boot_ns = bpf_ktime_get_boot_ns();
+            x->start_ticks = start_ticks;
+            events.ringbuf_submit(x, 0);
+        } else {
+            count(COUNTER_RING_LOST);
+        }
+        target_pid_map.delete(&tgid);
+    }
+    tracked_map.delete(&tgid);
+    return 0;
+}

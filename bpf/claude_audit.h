@@ -1,0 +1,102 @@
+/* Structures shared by the BPF program and userspace.
+ *
+ * Mirrored in Python by daemon/claude_audit/bpf_layout.py (and only there); tests/unit/test_bpf_layout.py
+ * compiles this header with the host C compiler and checks that every offset and size agrees.
+ * Fixed-width types only, explicit padding, so the layout is the same for BPF and x86-64. */
+#ifndef CLAUDE_AUDIT_H
+#define CLAUDE_AUDIT_H
+
+#ifndef ARGS_MAX
+#define ARGS_MAX 16384 /* bytes of argv captured per exec; a power of two; set from config by -D */
+#endif
+#ifndef FILENAME_MAX_LEN
+#define FILENAME_MAX_LEN 4096 /* bytes of the exec'd path captured; a power of two; set from config */
+#endif
+#define COMM_LEN 16
+
+/* event types: the first u32 of every ring-buffer record */
+#define EVENT_EXEC 1
+#define EVENT_CANDIDATE 2
+#define EVENT_EXIT 3
+
+/* tracked_proc.flags and exec_event.flags */
+#define TRACK_PENDING_ROOT 0x1  /* root adopted by the kernel from a trigger, not yet confirmed */
+#define TRACK_SEEDED 0x2        /* entry seeded by userspace from /proc, not seen forking */
+#define EXEC_ARGS_TRUNCATED 0x100
+#define EXEC_FILENAME_TRUNCATED 0x200
+#define EXEC_ARGS_UNREADABLE 0x400 /* bpf_probe_read_user of the argv area failed */
+#define EXEC_IS_ROOT 0x800         /* the exec'ing process is itself a session root */
+
+/* candidate_event.reason */
+#define CANDIDATE_EXEC 1
+#define CANDIDATE_RENAME 2
+
+/* counters (per-CPU array indices) */
+#define COUNTER_RING_LOST 0      /* ring buffer full: an exec/exit record was dropped */
+#define COUNTER_TRACK_FULL 1     /* tracked map full: a descendant could not be tracked */
+#define COUNTER_CANDIDATE_LOST 2 /* ring buffer full: a session trigger was dropped */
+#define COUNTER_STALE_PID 3      /* a map entry whose start time no longer matched (pid reused) */
+#define COUNTER_EXECS_SEEN 4     /* exec events emitted */
+#define COUNTER_MAX 5
+
+/* value of target_pid_map: one per Claude Code session root, key = root tgid */
+struct root_info {
+    __u64 start_ticks; /* root's start time in USER_HZ ticks, as field 22 of /proc/PID/stat */
+    __u32 flags;
+    __u32 _pad;
+};
+
+/* value of tracked_map: every descendant of a session root, key = tgid */
+struct tracked_proc {
+    __u64 start_ticks;            /* this process's start time (pid-reuse guard) */
+    __u64 root_start_ticks;
+    __u64 invocation_start_ticks;
+    __u32 root;                   /* session root tgid */
+    __u32 invocation;             /* tgid of the root's direct child this process descends from */
+    __u32 flags;
+    __u32 _pad;
+};
+
+struct exec_event {
+    __u32 type; /* EVENT_EXEC */
+    __u32 pid;  /* tgid */
+    __u32 tid;
+    __u32 ppid; /* real_parent->tgid */
+    __u32 uid;
+    __u32 gid;
+    __u32 root;
+    __u32 invocation;
+    __u64 boot_ns; /* bpf_ktime_get_boot_ns() at the exec */
+    __u64 start_ticks;
+    __u64 root_start_ticks;
+    __u64 invocation_start_ticks;
+    __u64 cgroup_id;
+    __u32 flags;
+    __u32 filename_len;  /* bytes of data[] holding the path, without NUL */
+    __u32 args_len;      /* bytes of data[] after the path holding argv (NUL-separated) */
+    __u32 args_orig_len; /* mm->arg_end - mm->arg_start */
+    char comm[COMM_LEN];
+    char data[FILENAME_MAX_LEN + ARGS_MAX]; /* path, then argv; only the used part is sent */
+};
+
+struct candidate_event {
+    __u32 type; /* EVENT_CANDIDATE */
+    __u32 pid;
+    __u32 ppid;
+    __u32 reason;
+    __u64 boot_ns;
+    __u64 start_ticks;
+    char comm[COMM_LEN];
+    char filename[256];
+};
+
+struct exit_event {
+    __u32 type; /* EVENT_EXIT */
+    __u32 pid;
+    __u32 root;
+    __u32 exit_code; /* task->exit_code (wait status) */
+    __u64 boot_ns;
+    __u64 start_ticks;
+};
+
+#endif

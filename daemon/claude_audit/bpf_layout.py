@@ -1,0 +1,134 @@
+"""ctypes mirrors of the structs in bpf/claude_audit.h: the one place their layout is restated.
+
+tests/unit/test_bpf_layout.py compiles the header with the host C compiler and checks every offset and
+size here against it. exec_event ends in a variable-length data area (path, then argv) whose capacity is
+set at compile time, so only its fixed header is mirrored.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf"
+"""Where the BPF sources live in a source checkout; an installed package passes its own path."""
+
+COMM_LEN = 16
+CANDIDATE_FILENAME_LEN = 256
+
+EVENT_EXEC = 1
+EVENT_CANDIDATE = 2
+EVENT_EXIT = 3
+
+TRACK_PENDING_ROOT = 0x1
+TRACK_SEEDED = 0x2
+EXEC_ARGS_TRUNCATED = 0x100
+EXEC_FILENAME_TRUNCATED = 0x200
+EXEC_ARGS_UNREADABLE = 0x400
+EXEC_IS_ROOT = 0x800
+
+CANDIDATE_EXEC = 1
+CANDIDATE_RENAME = 2
+
+COUNTER_RING_LOST = 0
+COUNTER_TRACK_FULL = 1
+COUNTER_CANDIDATE_LOST = 2
+COUNTER_STALE_PID = 3
+COUNTER_EXECS_SEEN = 4
+COUNTER_MAX = 5
+
+
+class RootInfo(ctypes.Structure):
+    """Value of target_pid_map (struct root_info)."""
+
+    _fields_ = [
+        ("start_ticks", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+class TrackedProc(ctypes.Structure):
+    """Value of tracked_map (struct tracked_proc)."""
+
+    _fields_ = [
+        ("start_ticks", ctypes.c_uint64),
+        ("root_start_ticks", ctypes.c_uint64),
+        ("invocation_start_ticks", ctypes.c_uint64),
+        ("root", ctypes.c_uint32),
+        ("invocation", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+class CommKey(ctypes.Structure):
+    """Key of candidate_comms (struct comm_key)."""
+
+    _fields_ = [("comm", ctypes.c_char * COMM_LEN)]
+
+
+class ExecEventHeader(ctypes.Structure):
+    """struct exec_event up to (not including) its data[] area."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("ppid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("root", ctypes.c_uint32),
+        ("invocation", ctypes.c_uint32),
+        ("boot_ns", ctypes.c_uint64),
+        ("start_ticks", ctypes.c_uint64),
+        ("root_start_ticks", ctypes.c_uint64),
+        ("invocation_start_ticks", ctypes.c_uint64),
+        ("cgroup_id", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+        ("filename_len", ctypes.c_uint32),
+        ("args_len", ctypes.c_uint32),
+        ("args_orig_len", ctypes.c_uint32),
+        ("comm", ctypes.c_char * COMM_LEN),
+    ]
+
+
+class CandidateEventRaw(ctypes.Structure):
+    """struct candidate_event."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("pid", ctypes.c_uint32),
+        ("ppid", ctypes.c_uint32),
+        ("reason", ctypes.c_uint32),
+        ("boot_ns", ctypes.c_uint64),
+        ("start_ticks", ctypes.c_uint64),
+        ("comm", ctypes.c_char * COMM_LEN),
+        ("filename", ctypes.c_char * CANDIDATE_FILENAME_LEN),
+    ]
+
+
+class ExitEventRaw(ctypes.Structure):
+    """struct exit_event."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("pid", ctypes.c_uint32),
+        ("root", ctypes.c_uint32),
+        ("exit_code", ctypes.c_uint32),
+        ("boot_ns", ctypes.c_uint64),
+        ("start_ticks", ctypes.c_uint64),
+    ]
+
+
+EXEC_DATA_OFFSET = ctypes.sizeof(ExecEventHeader)
+"""Offset of exec_event.data: the fixed header has no tail padding (it ends on an 8-byte boundary)."""
+
+MIRRORS: dict[str, type[ctypes.Structure]] = {
+    "root_info": RootInfo,
+    "tracked_proc": TrackedProc,
+    "comm_key": CommKey,
+    "candidate_event": CandidateEventRaw,
+    "exit_event": ExitEventRaw,
+}
+"""C struct name -> its full mirror (exec_event is checked through ExecEventHeader separately)."""

@@ -1,0 +1,206 @@
+"""A small reader for the kernel's BTF, enough to find struct member offsets.
+
+The BPF program must read kernel structs at the running kernel's offsets, and the only headers on these
+machines are for another kernel, so the daemon takes every offset it uses from /sys/kernel/btf/vmlinux.
+The format is documented in the kernel's Documentation/bpf/btf.rst; only the type section is needed.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+
+BTF_MAGIC = 0xEB9F
+
+KIND_INT = 1
+KIND_PTR = 2
+KIND_ARRAY = 3
+KIND_STRUCT = 4
+KIND_UNION = 5
+KIND_ENUM = 6
+KIND_FWD = 7
+KIND_TYPEDEF = 8
+KIND_VOLATILE = 9
+KIND_CONST = 10
+KIND_RESTRICT = 11
+KIND_FUNC = 12
+KIND_FUNC_PROTO = 13
+KIND_VAR = 14
+KIND_DATASEC = 15
+KIND_FLOAT = 16
+KIND_DECL_TAG = 17
+KIND_TYPE_TAG = 18
+KIND_ENUM64 = 19
+
+# Bytes of kind-specific data after the 12-byte common header: (fixed, per vlen item).
+_TRAILER: dict[int, tuple[int, int]] = {
+    KIND_INT: (4, 0),
+    KIND_PTR: (0, 0),
+    KIND_ARRAY: (12, 0),
+    KIND_STRUCT: (0, 12),
+    KIND_UNION: (0, 12),
+    KIND_ENUM: (0, 8),
+    KIND_FWD: (0, 0),
+    KIND_TYPEDEF: (0, 0),
+    KIND_VOLATILE: (0, 0),
+    KIND_CONST: (0, 0),
+    KIND_RESTRICT: (0, 0),
+    KIND_FUNC: (0, 0),
+    KIND_FUNC_PROTO: (0, 8),
+    KIND_VAR: (4, 0),
+    KIND_DATASEC: (0, 12),
+    KIND_FLOAT: (0, 0),
+    KIND_DECL_TAG: (4, 0),
+    KIND_TYPE_TAG: (0, 0),
+    KIND_ENUM64: (0, 12),
+}
+
+# Kinds that only qualify or rename another type: followed to reach a struct or union.
+_ALIASES = {KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_TYPE_TAG}
+
+
+class BtfError(Exception):
+    """The BTF data is malformed, or a requested type or member is not in it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Type:
+    kind: int
+    name_off: int
+    size_or_type: int
+    vlen: int
+    kind_flag: bool
+    data_off: int  # where the kind-specific data starts in the blob
+
+
+class Btf:
+    """Parsed BTF type section; answers member-offset questions about structs and unions."""
+
+    def __init__(self, data: bytes) -> None:
+        if len(data) < 24:
+            raise BtfError("BTF data too short for a header")
+        magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)
+        if magic != BTF_MAGIC:
+            raise BtfError(f"bad BTF magic {magic:#x} (big-endian BTF is not supported)")
+        type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
+        self._data = data
+        self._types_start = hdr_len + type_off
+        self._strs_start = hdr_len + str_off
+        self._strs_end = self._strs_start + str_len
+        self._types: list[_Type | None] = [None]  # type id 0 is void
+        self._structs: dict[str, int] = {}
+        self._parse(self._types_start, self._types_start + type_len)
+
+    @classmethod
+    def load(cls, path: Path = VMLINUX_BTF) -> Btf:
+        """Read and parse a BTF file (by default the running kernel's)."""
+        return cls(path.read_bytes())
+
+    def _parse(self, pos: int, end: int) -> None:
+        data = self._data
+        while pos < end:
+            name_off, info, size_or_type = struct.unpack_from("<III", data, pos)
+            kind = (info >> 24) & 0x1F
+            vlen = info & 0xFFFF
+            trailer = _TRAILER.get(kind)
+            if trailer is None:
+                raise BtfError(f"unknown BTF kind {kind} at byte {pos}")
+            t = _Type(kind, name_off, size_or_type, vlen, bool(info >> 31), pos + 12)
+            type_id = len(self._types)
+            self._types.append(t)
+            if kind in (KIND_STRUCT, KIND_UNION) and name_off:
+                # The first definition wins: vmlinux holds one of each named struct.
+                self._structs.setdefault(self._name(name_off), type_id)
+            pos += 12 + trailer[0] + trailer[1] * vlen
+
+    def _name(self, off: int) -> str:
+        start = self._strs_start + off
+        end = self._data.index(b"\0", start, self._strs_end)
+        return self._data[start:end].decode()
+
+    def _resolve(self, type_id: int) -> _Type | None:
+        t = self._types[type_id]
+        while t is not None and t.kind in _ALIASES:
+            t = self._types[t.size_or_type]
+        return t
+
+    def struct_size(self, struct_name: str) -> int:
+        """Size in bytes of a named struct or union."""
+        tid = self._structs.get(struct_name)
+        if tid is None:
+            raise BtfError(f"struct {struct_name} not found in BTF")
+        t = self._types[tid]
+        assert t is not None
+        return t.size_or_type
+
+    def member_offset(self, struct_name: str, member: str) -> int:
+        """Byte offset of `member` in `struct_name`, looking inside anonymous structs and unions."""
+        tid = self._structs.get(struct_name)
+        if tid is None:
+            raise BtfError(f"struct {struct_name} not found in BTF")
+        bits = self._find_member(tid, member)
+        if bits is None:
+            raise BtfError(f"{struct_name}.{member} not found in BTF")
+        if bits % 8:
+            raise BtfError(f"{struct_name}.{member} is a bitfield (bit offset {bits})")
+        return bits // 8
+
+    def _find_member(self, type_id: int, member: str) -> int | None:
+        t = self._resolve(type_id)
+        if t is None or t.kind not in (KIND_STRUCT, KIND_UNION):
+            return None
+        for i in range(t.vlen):
+            name_off, mtype, moff = struct.unpack_from("<III", self._data, t.data_off + 12 * i)
+            # With kind_flag set the top 8 bits hold a bitfield size, the rest the bit offset.
+            bit_off = moff & 0xFFFFFF if t.kind_flag else moff
+            if name_off and self._name(name_off) == member:
+                return bit_off
+            if not name_off:
+                inner = self._find_member(mtype, member)
+                if inner is not None:
+                    return bit_off + inner
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class KernelOffsets:
+    """Every kernel struct offset the BPF program uses, as -D flags for its compilation."""
+
+    task_pid: int
+    task_tgid: int
+    task_real_parent: int
+    task_mm: int
+    task_start_boottime: int
+    task_exit_code: int
+    mm_arg_start: int
+    mm_arg_end: int
+
+    @classmethod
+    def from_btf(cls, btf: Btf) -> KernelOffsets:
+        """Look up each offset; raises BtfError naming the member that is missing."""
+        return cls(
+            task_pid=btf.member_offset("task_struct", "pid"),
+            task_tgid=btf.member_offset("task_struct", "tgid"),
+            task_real_parent=btf.member_offset("task_struct", "real_parent"),
+            task_mm=btf.member_offset("task_struct", "mm"),
+            task_start_boottime=btf.member_offset("task_struct", "start_boottime"),
+            task_exit_code=btf.member_offset("task_struct", "exit_code"),
+            mm_arg_start=btf.member_offset("mm_struct", "arg_start"),
+            mm_arg_end=btf.member_offset("mm_struct", "arg_end"),
+        )
+
+    def cflags(self) -> list[str]:
+        """The -DOFF_* compiler flags the BPF source expects."""
+        return [
+            f"-DOFF_TASK_PID={self.task_pid}",
+            f"-DOFF_TASK_TGID={self.task_tgid}",
+            f"-DOFF_TASK_REAL_PARENT={self.task_real_parent}",
+            f"-DOFF_TASK_MM={self.task_mm}",
+            f"-DOFF_TASK_START_BOOTTIME={self.task_start_boottime}",
+            f"-DOFF_TASK_EXIT_CODE={self.task_exit_code}",
+            f"-DOFF_MM_ARG_START={self.mm_arg_start}",
+            f"-DOFF_MM_ARG_END={self.mm_arg_end}",
+        ]
