@@ -1,0 +1,230 @@
+"""Boot systemd 252 as PID 1 in a private overlay root, for end-to-end tests of the service.
+
+Never on the host root: systemd-tmpfiles at boot empties /tmp. The layout (FIELD_NOTES):
+  unshare --pid --mount --fork --propagation private, then inside that namespace
+  - a tmpfs holding overlay upper/work dirs, overlay(lowerdir=/) mounted as the new root,
+  - fresh proc (for the new pid namespace), /sys and /dev bind-mounted recursively (so
+    /sys/kernel/tracing, /sys/kernel/btf and the cgroup hierarchies are there), fresh tmpfs on /run
+    and /tmp,
+  - pivot_root into it and exec /lib/systemd/systemd --system --unit=claude-e2e.target,
+    a minimal target that Requires= and After= systemd-journald.socket.
+Everything written inside lands in the overlay's upper dir on that tmpfs and vanishes with the mount
+namespace. The only host-side traces systemd can leave are cgroup directories; the ones that did
+not exist before boot are removed (empty ones only) at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TARGET = "claude-e2e.target"
+TARGET_UNIT = """[Unit]
+Description=claude-audit e2e minimal boot target
+Requires=systemd-journald.socket systemd-journald.service
+Wants=dbus.socket
+After=systemd-journald.socket systemd-journald.service
+Wants=sysinit.target
+AllowIsolate=yes
+"""
+
+BOOT_SCRIPT = r"""
+set -eu
+B="$1"
+mount -t tmpfs -o mode=0755 tmpfs "$B"
+mkdir -p "$B/upper" "$B/work" "$B/root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$B/upper,workdir=$B/work" "$B/root"
+R="$B/root"
+mount -t proc proc "$R/proc"
+mount --rbind /sys "$R/sys"
+mount --rbind /dev "$R/dev"
+mount -t tmpfs -o mode=0755 tmpfs "$R/run"
+mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
+mkdir -p "$R/etc/systemd/system" "$R/oldroot"
+cat > "$R/etc/systemd/system/claude-e2e.target" <<'EOF'
+@TARGET_UNIT@
+EOF
+cd "$R"
+pivot_root . oldroot
+umount -l /oldroot
+rmdir /oldroot
+exec /lib/systemd/systemd --system --unit=claude-e2e.target
+"""
+
+CGROUP_ROOTS = (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
+
+
+def _cgroup_dirs() -> set[Path]:
+    out: set[Path] = set()
+    for root in CGROUP_ROOTS:
+        if (root / "cgroup.procs").exists():
+            out.update(p for p in root.rglob("*") if p.is_dir() and (p / "cgroup.procs").exists())
+    return out
+
+
+@dataclass
+class SystemdEnv:
+    pid: int
+    """Host pid of the booted systemd (PID 1 inside)."""
+    base: Path
+    boot_seconds: float = 0.0
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def run(
+        self,
+        cmd: Sequence[str],
+        *,
+        check: bool = False,
+        timeout: float = 120,
+        input: bytes | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `cmd` inside (its mount and pid namespaces, its root and cwd /)."""
+        base_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        base_env.update(env or {})
+        full = ["nsenter", "-t", str(self.pid), "-m", "-p", "-r", "-w", "--", "env", "-i"]
+        full += [f"{k}={v}" for k, v in base_env.items()] + list(cmd)
+        return subprocess.run(
+            full,
+            capture_output=True,
+            check=check,
+            timeout=timeout,
+            input=input.decode() if input is not None else None,
+            text=True,
+        )
+
+    def sh(self, script: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run(["/bin/sh", "-c", script], **kw)
+
+    def path(self, inside: str) -> Path:
+        """Host path through which a path inside can be read (via /proc/<pid>/root)."""
+        return Path(f"/proc/{self.pid}/root") / inside.lstrip("/")
+
+    def copy_in(self, host_path: Path | str, inside: str, mode: int | None = None) -> None:
+        data = Path(host_path).read_bytes()
+        parent = os.path.dirname(inside)
+        self.run(["mkdir", "-p", parent], check=True)
+        self.write(inside, data, mode)
+
+    def write(self, inside: str, data: bytes | str, mode: int | None = None) -> None:
+        payload = data.encode() if isinstance(data, str) else data
+        chmod = f' && chmod {mode:o} "$1"' if mode is not None else ""
+        cmd = ["sh", "-c", 'cat > "$1"' + chmod, "w", inside]
+        full = ["nsenter", "-t", str(self.pid), "-m", "-p", "-r", "-w", "--", *cmd]
+        subprocess.run(full, input=payload, check=True, timeout=60, capture_output=True)
+
+    def systemctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return self.run(["systemctl", "--no-pager", *args], check=check)
+
+    def wait_active(self, unit: str, timeout: float = 60.0) -> str:
+        """Wait until `unit` is active; raises with its status if it fails or times out."""
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.systemctl("is-active", unit).stdout.strip()
+            if state == "active":
+                return state
+            if state == "failed":
+                break
+            time.sleep(0.2)
+        status = self.systemctl("status", "--lines=50", unit).stdout
+        raise AssertionError(f"{unit} is {state!r}, not active:\n{status}")
+
+    def show(self, unit: str, prop: str) -> str:
+        return self.systemctl("show", "-P", prop, unit).stdout.rstrip("\n")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+@contextmanager
+def booted_systemd(tmpdir: Path | str | None = None, timeout: float = 90.0) -> Iterator[SystemdEnv]:
+    """Boot systemd in a private overlay root; yield a SystemdEnv; power it off and clean up."""
+    base = Path(tempfile.mkdtemp(prefix="claude-audit-systemd-")) if tmpdir is None else Path(tmpdir) / "sd"
+    base.mkdir(parents=True, exist_ok=True)
+    script = BOOT_SCRIPT.replace("@TARGET_UNIT@", TARGET_UNIT.strip())
+    cgroups_before = _cgroup_dirs()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            "unshare", "--pid", "--mount", "--fork", "--propagation", "private", "--kill-child",
+            "/bin/sh", "-c", script, "boot", str(base),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "container": "claude-audit-e2e", "LANG": "C.UTF-8"},
+    )  # fmt: skip
+    env: SystemdEnv | None = None
+    try:
+        pid = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise RuntimeError(f"boot namespace exited with {proc.returncode}: {err}")
+            kids = _children(proc.pid)
+            if kids:
+                pid = kids[0]
+                try:
+                    if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                        break
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        else:
+            raise TimeoutError("systemd did not start")
+        env = SystemdEnv(pid=pid, base=base, _proc=proc)
+        while time.monotonic() < deadline:
+            r = env.run(["systemctl", "is-system-running"], timeout=30)
+            if r.stdout.strip() in ("running", "degraded"):
+                break
+            time.sleep(0.1)
+        else:
+            raise TimeoutError(f"systemd did not finish booting: {r.stdout.strip()}")
+        env.boot_seconds = time.monotonic() - t0
+        yield env
+    finally:
+        _teardown(proc, env, base, cgroups_before)
+
+
+def _teardown(
+    proc: subprocess.Popen[bytes], env: SystemdEnv | None, base: Path, cgroups_before: set[Path]
+) -> None:
+    if env is not None and proc.poll() is None:
+        # Inside a pid namespace, PID 1's reboot() ends the namespace: systemd exits cleanly.
+        subprocess.run(
+            ["nsenter", "-t", str(env.pid), "-m", "-p", "-r", "-w", "systemctl", "poweroff", "--no-block"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+    if proc.poll() is None:
+        for kid in _children(proc.pid):
+            with suppress(ProcessLookupError):
+                os.kill(kid, signal.SIGKILL)  # PID 1 of the namespace: takes every process in it
+        proc.kill()
+        proc.wait(timeout=30)
+    if proc.stderr:
+        proc.stderr.close()
+    # Empty cgroups systemd created on the host's hierarchies; deepest first.
+    for cg in sorted(_cgroup_dirs() - cgroups_before, key=lambda p: len(p.parts), reverse=True):
+        with suppress(OSError):
+            cg.rmdir()
+    shutil.rmtree(base, ignore_errors=True)
