@@ -31,6 +31,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Sequence
 from typing import Any
 
 TAG_RE = re.compile(r"\[session:([A-Za-z0-9_.-]+)\]")
@@ -87,7 +88,10 @@ class FakeAnthropicAPI:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-anthropic-api", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-anthropic-api",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -113,7 +117,7 @@ class FakeAnthropicAPI:
         return f"http://{self.host}:{self.port}"
 
     # -- scripts and inspection ------------------------------------------------------------------
-    def set_script(self, tag: str, commands: list[ScriptEntry]) -> None:
+    def set_script(self, tag: str, commands: Sequence[ScriptEntry]) -> None:
         with self._lock:
             self.scripts[tag] = list(commands)
 

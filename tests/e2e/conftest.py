@@ -1,0 +1,33 @@
+"""Fixtures for driving the real Claude Code CLI (see claude_cli.py, fake_api.py, session.py)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from claude_cli import VERSIONS, install_claude
+from fake_api import FakeAnthropicAPI
+from session import session_dirs
+
+
+@pytest.fixture(scope="session", params=VERSIONS)
+def claude_bin(request: pytest.FixtureRequest) -> Path:
+    """The `claude` link of each pinned release, installed into .e2e-cache/claude once."""
+    if shutil.which("npm") is None:
+        pytest.skip("npm not on PATH (Debian 12: apt-get install nodejs npm)")
+    return install_claude(request.param)
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeAnthropicAPI]:
+    with FakeAnthropicAPI() as api:
+        yield api
+
+
+@pytest.fixture
+def e2e_dir() -> Iterator[Path]:
+    """A temporary directory with home/ and cwd/, removed with what the CLI left in /tmp/claude."""
+    with session_dirs() as base:
+        yield base
