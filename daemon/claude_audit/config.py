@@ -73,6 +73,7 @@ Glob = Annotated[str, AfterValidator(_not_blank)]
 CommName = Annotated[str, AfterValidator(_comm_name)]
 BaseName = Annotated[str, AfterValidator(_basename)]
 
+
 class AuditLogConfig(BaseModel):
     """[audit_log]: the JSON-lines audit file and its rotation."""
 

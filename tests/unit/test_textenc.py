@@ -67,9 +67,7 @@ def test_text_field_properties(raw: bytes) -> None:
 def test_dumps_line_golden() -> None:
     """Compact separators, raw non-ASCII text, escaped controls, one trailing newline."""
     got = dumps_line({"a": [1, "caf\u00e9"], "b": "x\ny\x1b\x7f\x9b\u2028\u2029"})
-    assert got == (
-        b'{"a":[1,"caf\xc3\xa9"],"b":"x\\ny\\u001b\\u007f\\u009b\\u2028\\u2029"}\n'
-    )
+    assert got == (b'{"a":[1,"caf\xc3\xa9"],"b":"x\\ny\\u001b\\u007f\\u009b\\u2028\\u2029"}\n')
 
 
 def test_dumps_line_refuses_nan() -> None:

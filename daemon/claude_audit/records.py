@@ -1,0 +1,279 @@
+"""ECS audit records (nested dicts, ECS 8.11 field names). Pure.
+
+Every record shares one envelope (`@timestamp`, `ecs`, `event`, `host`); `exec_record` maps a kernel
+ExecEvent, the other builders describe the daemon's own lifecycle. Text from the kernel follows the
+invalid-UTF-8 rule of docs/DESIGN.md: readable text, flag `invalid_utf8`, exact bytes under `raw`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shlex
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from claude_audit.events import USER_HZ, ExecEvent, TrackFlag
+from claude_audit.textenc import b64, text_field
+
+ECS_VERSION: Final = "8.11.0"
+MODULE: Final = "claude_audit"
+EXEC_DATASET: Final = "claude_audit.exec"
+LIFECYCLE_DATASET: Final = "claude_audit.lifecycle"
+SESSION_FOUND_HOW: Final = frozenset({"scan", "kernel-trigger", "startup"})
+LOST_WHERE: Final = frozenset({"kernel-ring", "queue", "file"})
+
+_NS_PER_TICK: Final = 1_000_000_000 // USER_HZ
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    """Facts about the machine that go into every record."""
+
+    hostname: str
+    boot_id: str
+    """/proc/sys/kernel/random/boot_id: with pid and start time it names a process uniquely."""
+    machine_id: str | None = None
+    """/etc/machine-id, written as ECS host.id when known."""
+    boot_time_ns: int | None = None
+    """Wall-clock time of boot in ns (CLOCK_REALTIME - CLOCK_BOOTTIME); enables process.start."""
+
+
+def rfc3339_ns(ns: int) -> str:
+    """Format ns since the epoch as RFC 3339 UTC with nanoseconds, e.g. 2026-11-25T09:15:02.123456789Z."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+
+
+def entity_id(boot_id: str, pid: int, start_ticks: int) -> str:
+    """Stable ECS process.entity_id: unique per process across pid reuse and reboots, 20 URL-safe chars."""
+    digest = hashlib.sha256(f"{boot_id}:{start_ticks}:{pid}".encode()).digest()
+    return base64.urlsafe_b64encode(digest[:15]).decode("ascii")
+
+
+def command_line(args: Iterable[str]) -> str:
+    """Join args into one shell-like line for humans; process.args stays the authoritative form.
+
+    Each arg that the shell would not read back as itself (whitespace, quotes, backslash, other shell
+    metacharacters, the empty string) is quoted with shlex.quote, so the line is unambiguous.
+    """
+    return shlex.join(args)
+
+
+def envelope(
+    now_ns: int,
+    host: HostInfo,
+    seq: int,
+    *,
+    action: str,
+    dataset: str,
+    category: Sequence[str],
+    type_: Sequence[str],
+    kind: str = "event",
+) -> dict[str, Any]:
+    """The fields every record starts with: time, ECS version, event classification, host."""
+    host_obj: dict[str, Any] = {"hostname": host.hostname, "boot": {"id": host.boot_id}}
+    if host.machine_id is not None:
+        host_obj["id"] = host.machine_id
+    return {
+        "@timestamp": rfc3339_ns(now_ns),
+        "ecs": {"version": ECS_VERSION},
+        "event": {
+            "kind": kind,
+            "category": list(category),
+            "type": list(type_),
+            "action": action,
+            "dataset": dataset,
+            "module": MODULE,
+            "sequence": seq,
+        },
+        "host": host_obj,
+    }
+
+
+def _claude_object(claude: Mapping[str, Any]) -> dict[str, Any]:
+    if "pid" not in claude:
+        raise ValueError("claude mapping must contain 'pid'")
+    return dict(claude)
+
+
+def exec_record(ev: ExecEvent, host: HostInfo, claude: Mapping[str, Any], seq: int) -> dict[str, Any]:
+    """Map one exec of a tracked process to its ECS record.
+
+    `claude` describes the session (at least "pid") and becomes the `claude` object as given; kernel
+    facts live in `process`, `user`, `group` and `claude_audit`, so the mapping cannot overwrite them.
+    """
+    flags = set(ev.data_flags)
+    if ev.args_truncated:
+        flags.add("args_truncated")
+    if ev.filename_truncated:
+        flags.add("filename_truncated")
+    if ev.track_flags & TrackFlag.PENDING_ROOT:
+        flags.add("pending_root")
+
+    raw_process: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
+    decoded = [text_field(a) for a in ev.argv]
+    args = [text for text, _ in decoded]
+    if not all(ok for _, ok in decoded):
+        raw_process["args"] = [b64(a) for a in ev.argv]
+    executable, ok = text_field(ev.filename)
+    if not ok:
+        raw_process["executable"] = b64(ev.filename)
+    comm, ok = text_field(ev.comm)
+    if not ok:
+        raw["claude_audit"] = {"comm": b64(ev.comm)}
+    if raw_process:
+        raw["process"] = raw_process
+    if raw:
+        flags.add("invalid_utf8")
+
+    process: dict[str, Any] = {
+        "pid": ev.pid,
+        "thread": {"id": ev.tid},
+        "entity_id": entity_id(host.boot_id, ev.pid, ev.start_ticks),
+        "parent": {"pid": ev.ppid},
+        "executable": executable,
+        "name": executable.rsplit("/", 1)[-1],
+        "args": args,
+        "args_count": len(args),
+        "command_line": command_line(args),
+    }
+    if host.boot_time_ns is not None:
+        process["start"] = rfc3339_ns(host.boot_time_ns + ev.start_ticks * _NS_PER_TICK)
+    process["user"] = {"id": str(ev.uid)}
+    process["group"] = {"id": str(ev.gid)}
+
+    audit: dict[str, Any] = {
+        "flags": sorted(flags),
+        "args_original_bytes": ev.args_original_len,
+        "cgroup_id": ev.cgroup_id,
+        "comm": comm,
+        "session_entity_id": entity_id(host.boot_id, ev.session_root, ev.root_start_ticks),
+    }
+    if ev.invocation:
+        audit["invocation"] = {
+            "pid": ev.invocation,
+            "entity_id": entity_id(host.boot_id, ev.invocation, ev.invocation_start_ticks),
+        }
+
+    rec = envelope(
+        ev.wall_time_ns, host, seq, action="exec", dataset=EXEC_DATASET, category=["process"], type_=["start"]
+    )
+    rec["process"] = process
+    rec["user"] = {"id": str(ev.uid)}
+    rec["group"] = {"id": str(ev.gid)}
+    rec["claude"] = _claude_object(claude)
+    rec["claude_audit"] = audit
+    if raw:
+        rec["raw"] = raw
+    return rec
+
+
+def _lifecycle(
+    now_ns: int, host: HostInfo, seq: int, action: str, *, type_: str, details: dict[str, Any] | None
+) -> dict[str, Any]:
+    rec = envelope(
+        now_ns, host, seq, action=action, dataset=LIFECYCLE_DATASET, category=["process"], type_=[type_]
+    )
+    if details is not None:
+        rec["claude_audit"] = details
+    return rec
+
+
+def daemon_started(
+    now_ns: int,
+    host: HostInfo,
+    seq: int,
+    *,
+    version: str,
+    pid: int,
+    config_path: str,
+    sessions: int,
+    probes: list[str],
+) -> dict[str, Any]:
+    """Record that the daemon started: its version, pid, config, sessions found and probes attached."""
+    rec = _lifecycle(
+        now_ns,
+        host,
+        seq,
+        "daemon-started",
+        type_="start",
+        details={"daemon_pid": pid, "config_path": config_path, "sessions": sessions, "probes": list(probes)},
+    )
+    rec["service"] = {"name": "claude-audit", "version": version}
+    return rec
+
+
+def daemon_stopped(
+    now_ns: int, host: HostInfo, seq: int, *, records_written: int, events_lost: int, reason: str
+) -> dict[str, Any]:
+    """Record that the daemon is stopping, why, and its totals for the run."""
+    return _lifecycle(
+        now_ns,
+        host,
+        seq,
+        "daemon-stopped",
+        type_="end",
+        details={"records_written": records_written, "events_lost": events_lost, "reason": reason},
+    )
+
+
+def session_found(
+    now_ns: int,
+    host: HostInfo,
+    seq: int,
+    *,
+    claude: Mapping[str, Any],
+    how: str,
+    process_info: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Record a Claude Code session root the daemon now tracks.
+
+    `how` is "scan", "kernel-trigger" or "startup"; `process_info` holds JSON-ready ECS process fields
+    of the root (pid, executable, args, ...) and becomes `process`.
+    """
+    if how not in SESSION_FOUND_HOW:
+        raise ValueError(f"how must be one of {sorted(SESSION_FOUND_HOW)}, not {how!r}")
+    rec = _lifecycle(now_ns, host, seq, "session-found", type_="info", details={"how": how})
+    rec["process"] = dict(process_info)
+    rec["claude"] = _claude_object(claude)
+    return rec
+
+
+def session_ended(
+    now_ns: int, host: HostInfo, seq: int, *, claude: Mapping[str, Any], exit_code: int
+) -> dict[str, Any]:
+    """Record that a session root exited; exit_code is passed through as the kernel reported it."""
+    claude_obj = _claude_object(claude)
+    rec = _lifecycle(now_ns, host, seq, "session-ended", type_="end", details=None)
+    rec["process"] = {"pid": claude_obj["pid"], "exit_code": exit_code}
+    rec["claude"] = claude_obj
+    return rec
+
+
+def events_lost(
+    now_ns: int,
+    host: HostInfo,
+    seq: int,
+    *,
+    count: int,
+    where: str,
+    since_ns: int | None,
+    lost_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Record that `count` events were lost at `where` ("kernel-ring", "queue" or "file") since `since_ns`.
+
+    For "file" the count is of records (lines) that could not be written, and `lost_bytes` their size
+    (RotatingFile.take_gap gives both).
+    """
+    if where not in LOST_WHERE:
+        raise ValueError(f"where must be one of {sorted(LOST_WHERE)}, not {where!r}")
+    lost: dict[str, Any] = {"count": count, "where": where}
+    if since_ns is not None:
+        lost["since"] = rfc3339_ns(since_ns)
+    if lost_bytes is not None:
+        lost["bytes"] = lost_bytes
+    return _lifecycle(now_ns, host, seq, "events-lost", type_="info", details={"lost": lost})
