@@ -29,9 +29,9 @@ import secrets
 import threading
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from collections.abc import Sequence
 from typing import Any
 
 TAG_RE = re.compile(r"\[session:([A-Za-z0-9_.-]+)\]")
