@@ -1,0 +1,324 @@
+"""procfs: pure parsers on captured /proc files, and ProcFS over a fake /proc built from them.
+
+tests/unit/data/proc_host/ holds processes captured from a real machine with
+tests/unit/data/proc_capture.py: pid 1, kthreadd (no exe, empty cmdline), a python that renamed
+itself "a) (b c)", a node that set process.title = "claude" (NUL padding), a python that renamed
+itself "claude", and a sleep whose executable was deleted.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from claude_audit.procfs import (
+    ProcFS,
+    ProcInfo,
+    children_map,
+    descendants,
+    parse_btime,
+    parse_environ,
+    parse_stat,
+    parse_status_ids,
+    split_cmdline,
+)
+
+DATA = Path(__file__).parent / "data"
+HOST = DATA / "proc_host"
+
+KTHREADD = 2
+PAREN_COMM = 10271  # python, prctl(PR_SET_NAME, "a) (b c)")
+NODE_TITLE = 10273  # node -e 'process.title="claude"'
+PY_CLAUDE = 10274  # python, prctl(PR_SET_NAME, "claude")
+DELETED = 13009  # a copy of sleep, unlinked while running
+
+
+def build_proc_root(dest: Path, sources: Iterable[Path]) -> Path:
+    """Build a fake /proc in dest from captured pid directories; `exe` text files become symlinks.
+
+    Non-pid entries of the first source's parent (stat, sys/kernel/random/boot_id) are copied too.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in sources:
+        out = dest / src.name
+        out.mkdir()
+        for f in src.iterdir():
+            if f.name == "exe":
+                os.symlink(f.read_bytes(), os.fsencode(out / "exe"))
+            else:
+                shutil.copyfile(f, out / f.name)
+    return dest
+
+
+def host_root(tmp_path: Path) -> Path:
+    """The whole captured host as a fake /proc (pids plus stat and boot_id)."""
+    root = build_proc_root(tmp_path / "proc", [p for p in HOST.iterdir() if p.name.isdigit()])
+    shutil.copyfile(HOST / "stat", root / "stat")
+    shutil.copytree(HOST / "sys", root / "sys")
+    return root
+
+
+def info(pid: int, ppid: int) -> ProcInfo:
+    """A minimal ProcInfo for tree tests."""
+    return ProcInfo(pid, ppid, b"x", b"/bin/x", b"x\0", 100 + pid, 0, 0, "S")
+
+
+# -- parse_stat ------------------------------------------------------------------------------------
+
+
+def test_parse_stat_comm_with_parens_and_spaces_from_capture() -> None:
+    """A comm holding ") (" and spaces is cut at the last ')' and the fields after it stay aligned."""
+    st = parse_stat((HOST / str(PAREN_COMM) / "stat").read_bytes())
+    assert st.pid == PAREN_COMM
+    assert st.comm == b"a) (b c)"
+    assert st.state == "S"
+    assert st.ppid == 10265
+    raw = (HOST / str(PAREN_COMM) / "stat").read_bytes()
+    assert st.start_ticks == int(raw.rsplit(b")", 1)[1].split()[19])
+
+
+def test_parse_stat_field_22_golden() -> None:
+    """Field 22 (starttime) is taken, not a neighbour: golden line with distinct numbers everywhere."""
+    fields = " ".join(str(n) for n in range(4, 53))  # field N holds the number N
+    st = parse_stat(f"77 (we)ird) R {fields}\n".encode())
+    assert (st.pid, st.comm, st.state, st.ppid, st.pgrp, st.session, st.start_ticks) == (
+        77,
+        b"we)ird",
+        "R",
+        4,
+        5,
+        6,
+        22,
+    )
+
+
+def test_parse_stat_kernel_thread() -> None:
+    """kthreadd's stat parses (ppid 0)."""
+    st = parse_stat((HOST / str(KTHREADD) / "stat").read_bytes())
+    assert (st.pid, st.comm, st.ppid) == (2, b"kthreadd", 0)
+
+
+@pytest.mark.parametrize("data", [b"", b"123", b"1 (x) S 1 2", b"1 x) S " + b"1 " * 30])
+def test_parse_stat_rejects_garbage(data: bytes) -> None:
+    """Empty, truncated or comm-less text raises ValueError (ProcFS turns that into 'gone')."""
+    with pytest.raises(ValueError, match="stat"):
+        parse_stat(data)
+
+
+# -- status, environ, btime ------------------------------------------------------------------------
+
+
+def test_parse_status_ids_from_capture() -> None:
+    """Real uid/gid come from the captured status file."""
+    assert parse_status_ids((HOST / str(NODE_TITLE) / "status").read_bytes()) == (0, 0)
+
+
+def test_parse_status_ids_takes_real_not_effective() -> None:
+    """Of `Uid: real effective saved fs` the first (real) id is returned."""
+    data = b"Name:\tx\nUid:\t1000\t0\t0\t0\nGid:\t1001\t0\t0\t0\n"
+    assert parse_status_ids(data) == (1000, 1001)
+
+
+def test_parse_status_ids_missing_line() -> None:
+    """A status without Uid:/Gid: is rejected."""
+    with pytest.raises(ValueError, match="Uid"):
+        parse_status_ids(b"Name:\tx\n")
+
+
+def test_parse_environ_tolerance() -> None:
+    """No trailing NUL, an entry without '=', empty entries, '=' in values, first duplicate wins."""
+    data = b"A=1\0\0NOEQ\0B=x=y\0A=2\0C="
+    assert parse_environ(data) == {b"A": b"1", b"NOEQ": b"", b"B": b"x=y", b"C": b""}
+
+
+def test_parse_environ_from_capture() -> None:
+    """The captured (filtered) environ of a process parses to PATH and friends."""
+    env = parse_environ((HOST / str(NODE_TITLE) / "environ").read_bytes())
+    assert env[b"PATH"].startswith(b"/")
+    assert b"" not in env
+
+
+def test_parse_btime_from_capture() -> None:
+    """btime is read from the captured /proc/stat."""
+    assert parse_btime((HOST / "stat").read_bytes()) == 1795597787
+    with pytest.raises(ValueError, match="btime"):
+        parse_btime(b"cpu 1 2 3\n")
+
+
+def test_split_cmdline_padding_and_no_trailing_nul() -> None:
+    """process.title's NUL padding gives empty elements; a title without a final NUL is kept whole."""
+    padded = (HOST / str(NODE_TITLE) / "cmdline").read_bytes()
+    argv = split_cmdline(padded)
+    assert argv[0] == b"claude"
+    assert set(argv[1:]) == {b""}
+    assert split_cmdline(b"claude --x") == [b"claude --x"]
+    assert split_cmdline(b"") == []
+
+
+# -- ProcFS over a fake /proc ---------------------------------------------------------------------
+
+
+def test_read_captured_processes(tmp_path: Path) -> None:
+    """ProcFS.read returns the captured facts: comm, exe target, cmdline, ids, start time."""
+    proc = ProcFS(host_root(tmp_path))
+    node = proc.read(NODE_TITLE)
+    assert node is not None
+    assert node.comm == b"claude"
+    assert node.exe == b"/usr/bin/node"
+    assert node.cmdline.startswith(b"claude\0\0")
+    assert (node.ppid, node.uid, node.gid, node.state) == (10265, 0, 0, "S")
+    assert node.start_ticks == parse_stat((HOST / str(NODE_TITLE) / "stat").read_bytes()).start_ticks
+
+
+def test_read_deleted_exe_kept_raw(tmp_path: Path) -> None:
+    """The kernel's " (deleted)" suffix on exe is kept as is."""
+    got = ProcFS(host_root(tmp_path)).read(DELETED)
+    assert got is not None
+    assert got.exe == b"/tmp/capx/sleep-del (deleted)"
+
+
+def test_read_kernel_thread_and_unreadable_exe(tmp_path: Path) -> None:
+    """kthreadd (no exe link, empty cmdline) and pid 1 (exe not readable when captured) read with exe None."""
+    proc = ProcFS(host_root(tmp_path))
+    kt = proc.read(KTHREADD)
+    assert kt is not None
+    assert (kt.exe, kt.cmdline) == (None, b"")
+    one = proc.read(1)
+    assert one is not None
+    assert one.exe is None
+
+
+def test_pids_and_read_all(tmp_path: Path) -> None:
+    """pids() lists only numeric entries; read_all maps every one of them."""
+    proc = ProcFS(host_root(tmp_path))
+    assert proc.pids() == [1, 2, PAREN_COMM, NODE_TITLE, PY_CLAUDE, DELETED]
+    assert sorted(proc.read_all()) == proc.pids()
+
+
+def test_read_missing_pid_is_none(tmp_path: Path) -> None:
+    """A pid that does not exist reads as None, as does its environ."""
+    proc = ProcFS(host_root(tmp_path))
+    assert proc.read(99999) is None
+    assert proc.environ(99999) is None
+
+
+def test_read_vanishing_mid_read(tmp_path: Path) -> None:
+    """A process whose status or cmdline disappears between files reads as None, not an exception."""
+    root = host_root(tmp_path)
+    (root / str(NODE_TITLE) / "cmdline").unlink()
+    (root / str(PY_CLAUDE) / "status").unlink()
+    proc = ProcFS(root)
+    assert proc.read(NODE_TITLE) is None
+    assert proc.read(PY_CLAUDE) is None
+
+
+def test_read_empty_stat_is_none(tmp_path: Path) -> None:
+    """An empty stat (what an exiting task can give) reads as None."""
+    root = host_root(tmp_path)
+    (root / str(NODE_TITLE) / "stat").write_bytes(b"")
+    assert ProcFS(root).read(NODE_TITLE) is None
+
+
+class _ReusedPid(ProcFS):
+    """A ProcFS whose second stat read shows another start time, as if the pid was reused mid-read."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.calls = 0
+
+    def _read(self, pid: int, name: str) -> bytes:
+        data = super()._read(pid, name)
+        if name == "stat":
+            self.calls += 1
+            if self.calls == 2:
+                head, tail = data.rsplit(b")", 1)
+                fields = tail.split()
+                fields[19] = str(int(fields[19]) + 1).encode()
+                data = head + b") " + b" ".join(fields) + b"\n"
+        return data
+
+
+def test_read_pid_reuse_mid_read_is_none(tmp_path: Path) -> None:
+    """If the start time changed between the first and last stat read, the mixed read is discarded."""
+    assert _ReusedPid(host_root(tmp_path)).read(NODE_TITLE) is None
+
+
+class _Raising(ProcFS):
+    """A ProcFS whose reads of one file fail with a given errno."""
+
+    def __init__(self, root: Path, name: str, err: int) -> None:
+        super().__init__(root)
+        self.name, self.err = name, err
+
+    def _read(self, pid: int, name: str) -> bytes:
+        if name == self.name:
+            raise OSError(self.err, os.strerror(self.err))
+        return super()._read(pid, name)
+
+
+@pytest.mark.parametrize("err", [errno.ESRCH, errno.EACCES, errno.EPERM, errno.ENOENT])
+@pytest.mark.parametrize("name", ["stat", "status", "cmdline", "environ"])
+def test_races_read_as_gone(tmp_path: Path, name: str, err: int) -> None:
+    """ESRCH/EACCES/EPERM/ENOENT on any file means gone (None), never an exception."""
+    proc = _Raising(host_root(tmp_path), name, err)
+    if name == "environ":
+        assert proc.environ(NODE_TITLE) is None
+    else:
+        assert proc.read(NODE_TITLE) is None
+
+
+def test_unexpected_errors_propagate(tmp_path: Path) -> None:
+    """An error that is not a process race (EIO) is not swallowed."""
+    with pytest.raises(OSError, match="Input/output"):
+        _Raising(host_root(tmp_path), "cmdline", errno.EIO).read(NODE_TITLE)
+
+
+def test_environ_from_fake_root(tmp_path: Path) -> None:
+    """environ() parses the file below the root."""
+    env = ProcFS(host_root(tmp_path)).environ(NODE_TITLE)
+    assert env is not None
+    assert b"PATH" in env
+
+
+def test_boot_id_btime_and_host_path(tmp_path: Path) -> None:
+    """boot_id and btime are read below the root; host paths map into the root's parent."""
+    proc = ProcFS(host_root(tmp_path))
+    assert proc.boot_id() == (HOST / "sys/kernel/random/boot_id").read_text().strip()
+    assert len(proc.boot_id()) == 36
+    assert proc.btime() == 1795597787
+    assert proc.host_path(Path("/root/.claude/sessions/1.json")) == tmp_path / "root/.claude/sessions/1.json"
+    assert ProcFS().host_path(Path("/etc/x")) == Path("/etc/x")
+
+
+# -- trees ------------------------------------------------------------------------------------------
+
+
+def test_children_map_and_bfs_order() -> None:
+    """Children are listed ascending; descendants come breadth first, parents before children."""
+    pairs = [(10, 1), (30, 10), (20, 10), (40, 20), (50, 30), (60, 2)]
+    infos = {pid: info(pid, ppid) for pid, ppid in pairs}
+    assert children_map(infos) == {1: [10], 10: [20, 30], 20: [40], 30: [50], 2: [60]}
+    order = descendants(10, infos)
+    assert order == [20, 30, 40, 50]
+    for pid in order:
+        parent = infos[pid].ppid
+        assert parent == 10 or order.index(parent) < order.index(pid)
+    assert ProcFS.descendants(60, infos) == []
+    assert ProcFS.children_map(infos.values()) == children_map(infos)
+
+
+def test_descendants_survives_cycles() -> None:
+    """An inconsistent snapshot with a ppid cycle does not loop forever."""
+    infos = [info(10, 1), info(20, 10), info(30, 20), info(10, 30)]
+    assert descendants(10, infos) == [20, 30]
+
+
+def test_descendants_of_captured_host(tmp_path: Path) -> None:
+    """On the captured host, the renamed test processes all descend from their shared shell (10265)."""
+    infos = ProcFS(host_root(tmp_path)).read_all()
+    assert descendants(10265, infos) == [PAREN_COMM, NODE_TITLE, PY_CLAUDE]
