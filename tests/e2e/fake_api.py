@@ -26,6 +26,7 @@ import gzip
 import json
 import re
 import secrets
+import sys
 import threading
 import time
 import zlib
@@ -84,8 +85,7 @@ class FakeAnthropicAPI:
         class Handler(_Handler):
             fake = api
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((self.host, self.port), Handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -316,6 +316,15 @@ def _tool_use_block(message: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- HTTP ------------------------------------------------------------------------------------------------
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The CLI exits without closing its keep-alive connections: resets are normal, not errors.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeAnthropicAPI
     protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import urllib.request
 from pathlib import Path
 
 from claude_cli import VERSIONS, install_claude
@@ -80,3 +82,36 @@ def test_mixed_versions_concurrently(fake_api: FakeAnthropicAPI, e2e_dir: Path) 
         tag = "v" + version.replace(".", "_")
         assert procs[tag].returncode == 0
         assert (e2e_dir / tag / "cwd" / "version.txt").read_text() == f"{version}\n"
+
+
+def _post(api: FakeAnthropicAPI, body: dict[str, object]) -> tuple[str, bytes]:
+    headers = {"content-type": "application/json"}
+    req = urllib.request.Request(api.url + "/v1/messages", json.dumps(body).encode(), headers)  # noqa: S310
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+        return resp.headers["Content-Type"], resp.read()
+
+
+def test_fake_api_without_the_cli(fake_api: FakeAnthropicAPI) -> None:
+    """Plain JSON (the CLI always streams) and the SSE framing, checked directly."""
+    fake_api.set_script("x", ["echo 1"])
+    user = {"role": "user", "content": tag_prompt("x")}
+    tools = [{"name": "Bash", "input_schema": {}}]
+    ctype, raw = _post(fake_api, {"model": "m", "messages": [user], "tools": tools})
+    msg = json.loads(raw)
+    assert ctype == "application/json"
+    assert msg["stop_reason"] == "tool_use"
+    assert msg["content"][0]["input"] == {"command": "echo 1"}
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "1"}]}
+    history = [user, {"role": "assistant", "content": msg["content"]}, result]
+    ctype, raw = _post(fake_api, {"model": "m", "messages": history, "tools": tools, "stream": True})
+    assert ctype.startswith("text/event-stream")
+    events = [line.split(" ", 1)[1] for line in raw.decode().splitlines() if line.startswith("event: ")]
+    assert events == [
+        "message_start", "content_block_start", "content_block_delta", "content_block_stop",
+        "message_delta", "message_stop",
+    ]  # fmt: skip
+    assert fake_api.tool_results("x") == ["1"]
+    _, raw = _post(
+        fake_api, {"model": "m", "messages": [{"role": "user", "content": "Warmup"}], "tools": tools}
+    )
+    assert json.loads(raw)["content"][0]["type"] == "text"  # untagged: never a command
