@@ -23,7 +23,7 @@ MODULE: Final = "claude_audit"
 EXEC_DATASET: Final = "claude_audit.exec"
 LIFECYCLE_DATASET: Final = "claude_audit.lifecycle"
 SESSION_FOUND_HOW: Final = frozenset({"scan", "kernel-trigger", "startup"})
-LOST_WHERE: Final = frozenset({"kernel-ring", "queue", "file"})
+LOST_WHERE: Final = frozenset({"kernel-ring", "kernel-tracking", "queue", "decode", "file"})
 
 _NS_PER_TICK: Final = 1_000_000_000 // USER_HZ
 
@@ -190,19 +190,19 @@ def daemon_started(
     *,
     version: str,
     pid: int,
-    config_path: str,
+    config_path: str | None,
     sessions: int,
     probes: list[str],
 ) -> dict[str, Any]:
-    """Record that the daemon started: its version, pid, config, sessions found and probes attached."""
-    rec = _lifecycle(
-        now_ns,
-        host,
-        seq,
-        "daemon-started",
-        type_="start",
-        details={"daemon_pid": pid, "config_path": config_path, "sessions": sessions, "probes": list(probes)},
-    )
+    """Record that the daemon started: its version, pid, config, sessions found and probes attached.
+
+    `config_path` None (running on defaults, no file) leaves `claude_audit.config_path` out.
+    """
+    details: dict[str, Any] = {"daemon_pid": pid}
+    if config_path is not None:
+        details["config_path"] = config_path
+    details |= {"sessions": sessions, "probes": list(probes)}
+    rec = _lifecycle(now_ns, host, seq, "daemon-started", type_="start", details=details)
     rec["service"] = {"name": "claude-audit", "version": version}
     return rec
 
@@ -219,6 +219,22 @@ def daemon_stopped(
         type_="end",
         details={"records_written": records_written, "events_lost": events_lost, "reason": reason},
     )
+
+
+def config_rejected(now_ns: int, host: HostInfo, seq: int, *, error: str) -> dict[str, Any]:
+    """Record that a reloaded config was invalid and the running one was kept; `error` says why."""
+    rec = envelope(
+        now_ns,
+        host,
+        seq,
+        action="config-rejected",
+        dataset=LIFECYCLE_DATASET,
+        category=["configuration"],
+        type_=["change"],
+    )
+    rec["event"]["outcome"] = "failure"
+    rec["claude_audit"] = {"error": error}
+    return rec
 
 
 def session_found(
@@ -264,7 +280,11 @@ def events_lost(
     since_ns: int | None,
     lost_bytes: int | None = None,
 ) -> dict[str, Any]:
-    """Record that `count` events were lost at `where` ("kernel-ring", "queue" or "file") since `since_ns`.
+    """Record that `count` events were lost at `where` (one of LOST_WHERE) since `since_ns`.
+
+    "kernel-ring": the BPF ring buffer was full; "kernel-tracking": the kernel's table of tracked
+    processes was full; "queue": the daemon's in-memory queue was full; "decode": events that could not
+    be decoded; "file": audit lines that could not be written.
 
     For "file" the count is of records (lines) that could not be written, and `lost_bytes` their size
     (RotatingFile.take_gap gives both).

@@ -18,6 +18,7 @@ from claude_audit.events import ExecEvent, TrackFlag
 from claude_audit.records import (
     HostInfo,
     command_line,
+    config_rejected,
     daemon_started,
     daemon_stopped,
     entity_id,
@@ -266,6 +267,22 @@ def test_daemon_started() -> None:
     }
 
 
+def test_daemon_started_without_config_file() -> None:
+    """Running on defaults (no config file) leaves config_path out rather than writing null."""
+    rec = daemon_started(T0, HOST, 1, version="0.1.0", pid=99, config_path=None, sessions=0, probes=[])
+    assert "config_path" not in rec["claude_audit"]
+
+
+def test_config_rejected() -> None:
+    """config-rejected is a failed configuration change carrying the error text."""
+    rec = config_rejected(T0, HOST, 5, error="c.toml: audit_log.max_bytes: Input should be greater than 0")
+    _check_envelope(rec, "config-rejected", 5)
+    assert rec["event"]["category"] == ["configuration"]
+    assert rec["event"]["type"] == ["change"]
+    assert rec["event"]["outcome"] == "failure"
+    assert rec["claude_audit"] == {"error": "c.toml: audit_log.max_bytes: Input should be greater than 0"}
+
+
 def test_daemon_stopped() -> None:
     """daemon-stopped carries the run's totals and the reason."""
     rec = daemon_stopped(T0, HOST, 9, records_written=10, events_lost=3, reason="SIGTERM")
@@ -313,4 +330,4 @@ def test_events_lost() -> None:
 def test_accepted_values_are_the_documented_ones() -> None:
     """session-found's `how` and events-lost's `where` accept exactly the documented kebab-case values."""
     assert {"scan", "kernel-trigger", "startup"} == records.SESSION_FOUND_HOW
-    assert {"kernel-ring", "queue", "file"} == records.LOST_WHERE
+    assert {"kernel-ring", "kernel-tracking", "queue", "decode", "file"} == records.LOST_WHERE
