@@ -24,7 +24,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE_DIR = REPO_ROOT / ".e2e-cache" / "claude"
 
 # The two release families the daemon must recognise:
-#  - 2.1.x ships a native ELF (bin/claude.exe, ~230 MB) through a platform optional dependency;
+#  - 2.1.x ships a native ELF (bin/claude.exe, 399 MB) through a platform optional dependency
+#    (@anthropic-ai/claude-code-linux-x64) that its postinstall hard-links over a placeholder:
+#    never install with --ignore-scripts or --omit=optional;
 #  - 2.0.x is cli.js run by the machine's node (>= 18).
 NATIVE_VERSION = "2.1.331"
 NODE_VERSION = "2.0.77"
