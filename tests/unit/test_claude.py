@@ -1,0 +1,441 @@
+"""claude: Bash tool wrapper parsing, origin rules, session registry file, environment.
+
+Wrappers are built the way Claude Code builds them (read from the shipped 2.0.77 cli.js and the 2.1.331
+binary): 2.1.x single-quotes with '"'"' (or leaves a word of [A-Za-z0-9_./:=@+,-] bare), FIELD_NOTES
+records '\\'' too, and 2.0.x uses shell-quote's quote(), whose output may be single-quoted, double-quoted
+or a bare word with backslashes, followed by `\\<`. The oracle tests run real bash with `eval`
+replaced by a function that prints its argument, so "what eval receives" is bash's answer, not ours.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from claude_audit.claude import (
+    SessionFileInfo,
+    classify_origin,
+    claude_env_info,
+    extract_command,
+    is_tool_wrapper,
+    parse_session_file,
+)
+
+CWD_FILE = b"/tmp/claude-3f2a-cwd"
+SNAPSHOT = b"/root/.claude/shell-snapshots/snapshot-bash-1795572670068-k2j4x1.sh"
+NATIVE = b"/srv/app/node_modules/@anthropic-ai/claude-code/bin/claude.exe"
+
+# -- how Claude Code quotes -----------------------------------------------------------------------
+
+
+def sq_backslash(cmd: bytes) -> bytes:
+    """Single quotes with '\\'' for each embedded quote (FIELD_NOTES)."""
+    return b"'" + cmd.replace(b"'", b"'\\''") + b"'"
+
+
+def sq_double(cmd: bytes) -> bytes:
+    """Single quotes with '"'"' for each embedded quote (2.1.331's quoting, 2.0.77's heredoc path)."""
+    return b"'" + cmd.replace(b"'", b"'\"'\"'") + b"'"
+
+
+def quote_21(cmd: str) -> bytes:
+    """2.1.331's shell quoting: '' for empty, bare when safe, else '"'"' single quotes."""
+    if cmd == "":
+        return b"''"
+    if re.fullmatch(r"[A-Za-z0-9_./:=@+,-]+", cmd):
+        return cmd.encode()
+    return sq_double(cmd.encode())
+
+
+# JavaScript's \\s: ASCII blanks plus the Unicode space separators, line/paragraph separators and BOM.
+_JS_WS = (
+    "\t\n\v\f\r \u00a0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
+def shell_quote(s: str) -> bytes:
+    """shell-quote's quote() for one string, as bundled in 2.0.77's cli.js (JS \\s whitespace)."""
+    has_ws = any(c in _JS_WS for c in s)
+    if s == "":
+        return b"''"
+    if (has_ws or '"' in s or "\\" in s) and "'" not in s:
+        return ("'" + s + "'").encode()
+    if has_ws or '"' in s or "'" in s:
+        return ('"' + re.sub(r'(["\\$`!])', r"\\\1", s) + '"').encode()
+    return re.sub(r"([A-Za-z]:)?([#!\"$&'()*,:;<=>?@\[\\\]^`{|}])", r"\1\\\2", s).encode()
+
+
+def wrapper_21(word: bytes, redirect: bytes = b" < /dev/null") -> bytes:
+    """A 2.1.x Bash tool script around an already quoted command word."""
+    return (
+        b"source " + SNAPSHOT + b" 2>/dev/null || true && \\builtin shopt -u extglob 2>/dev/null || true && "
+        b"{ \\builtin unalias -- 'which'; \\builtin unset -f -- 'which'; } >/dev/null 2>&1 || true && "
+        b"eval " + word + redirect + b" && pwd -P >| " + CWD_FILE
+    )
+
+
+def wrapper_20(word: bytes, redirect: bytes = b" \\< /dev/null") -> bytes:
+    """A 2.0.77 Bash tool script around an already quoted command word."""
+    return (
+        b"source " + SNAPSHOT + b" && shopt -u extglob 2>/dev/null || true && eval " + word + redirect
+        + b" && pwd -P >| " + CWD_FILE
+    )  # fmt: skip
+
+
+def argv_21(script: bytes) -> list[bytes]:
+    """argv of a 2.1.x Bash tool call."""
+    return [b"/bin/bash", b"-c", script]
+
+
+def argv_20(script: bytes) -> list[bytes]:
+    """argv of a 2.0.77 Bash tool call."""
+    return [b"/bin/bash", b"-c", b"-l", script]
+
+
+# -- golden extraction ----------------------------------------------------------------------------
+
+GOLDEN = [
+    b"ls -la",
+    b"echo 'it'\"'\"'s' && echo \"x\"",
+    b"cat <<'EOF'\nhello 'world'\n$HOME stays\nEOF",
+    b"ps aux | grep -v grep | wc -l",
+    b"cd /srv && make test && echo ok || echo fail",
+    "echo h\u00e9llo \u2603 \U0001f600 \u65e5\u672c".encode(),
+    b"printf '%s\\n' \"$(date)\" `id -u` ${HOME}",
+    b"echo '\\'' \\\\ \\n",
+    b"a\nb\n\nc",
+    b"echo \xff\xfe invalid \xc3",
+    b"",
+    b"'",
+    b"''''",
+    b"eval 'x' < /dev/null && pwd -P >| /tmp/claude-0-cwd",
+]
+
+
+@pytest.mark.parametrize("cmd", GOLDEN)
+@pytest.mark.parametrize("quote", [sq_backslash, sq_double])
+def test_golden_single_quoted_forms(cmd: bytes, quote: object) -> None:
+    """Both single-quote escapings round-trip in both wrapper generations and flag orders."""
+    assert callable(quote)
+    word = quote(cmd)
+    assert extract_command(argv_21(wrapper_21(word))) == cmd
+    assert extract_command(argv_20(wrapper_20(word))) == cmd
+    assert extract_command([b"/bin/bash", b"-l", b"-c", wrapper_21(word)]) == cmd
+    assert extract_command([b"/usr/bin/zsh", b"-c", wrapper_21(word)]) == cmd
+    assert extract_command([b"/bin/sh", b"-c", wrapper_21(word, b"")]) == cmd  # heredoc: no redirect
+
+
+def test_golden_group_form() -> None:
+    """`{ eval WORD < /dev/null; }` (2.1.x, feature-flagged) is recognised."""
+    script = b"source x 2>/dev/null || true && { eval 'ls -l' < /dev/null; } && pwd -P >| " + CWD_FILE
+    assert extract_command(argv_21(script)) == b"ls -l"
+
+
+def test_golden_shell_quote_forms() -> None:
+    """2.0.77's shell-quote output: bare with backslashes, double quotes, and its \\! quirk."""
+    assert shell_quote("pwd") == b"pwd"
+    assert shell_quote("ls|wc") == b"ls\\|wc"
+    assert extract_command(argv_20(wrapper_20(b"ls\\|wc"))) == b"ls|wc"
+    dq = shell_quote('echo "it\'s" $HOME `x`')
+    assert dq == b'"echo \\"it\'s\\" \\$HOME \\`x\\`"'
+    assert extract_command(argv_20(wrapper_20(dq))) == b'echo "it\'s" $HOME `x`'
+    bs = shell_quote("it's a \\ and \\n")
+    assert bs == b'"it\'s a \\\\ and \\\\n"'
+    assert extract_command(argv_20(wrapper_20(bs))) == b"it's a \\ and \\n"
+    # shell-quote escapes ! in double quotes and bash keeps the backslash there: that is what ran.
+    assert extract_command(argv_20(wrapper_20(shell_quote("echo 'hi!'")))) == b"echo 'hi\\!'"
+
+
+def test_golden_pipeline_rewrite_20() -> None:
+    """2.0.77 puts `< /dev/null` inside a pipeline's text; the result is the text eval received."""
+    script = wrapper_20(b"'ls < /dev/null | wc -l'", b"")
+    assert extract_command(argv_20(script)) == b"ls < /dev/null | wc -l"
+
+
+def test_golden_env_file_prefix_with_newline() -> None:
+    """A CLAUDE_ENV_FILE prefix (a newline, a comment with a lone quote) does not confuse the scanner."""
+    script = b"export A=1 # don't\n && " + wrapper_21(b"'echo ok'")
+    assert extract_command(argv_21(script)) == b"echo ok"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [b"/bin/bash", b"-c", b"ls -la"],
+        [b"/bin/bash", b"-c", b"eval 'ls' < /dev/null"],  # no pwd tail
+        [b"/bin/bash", b"-c", b"eval 'ls' && pwd -P >| /tmp/other-cwd"],  # not Claude's cwd file
+        [b"/bin/bash", b"-c", b"eval 'ls' && pwd -P >| /tmp/claude-1-cwd && true"],
+        [b"/bin/bash", b"-c", b"eval 'ls && pwd -P >| /tmp/claude-1-cwd"],  # unterminated quote
+        [b"/bin/bash", b"-c", b'eval "$CMD" && pwd -P >| /tmp/claude-1-cwd'],  # expansion: unknown
+        [b"/bin/bash", b"-c", b"eval ~/x.sh && pwd -P >| /tmp/claude-1-cwd"],  # tilde: unknown
+        [b"/bin/bash", b"-c", b"eval *.sh && pwd -P >| /tmp/claude-1-cwd"],  # glob: unknown
+        [b"/bin/bash", b"-c", b"eval 'a' 'b' && pwd -P >| /tmp/claude-1-cwd"],  # two words
+        [b"/bin/bash", b"-c", b"eval 'a' > /dev/null && pwd -P >| /tmp/claude-1-cwd"],  # other redirect
+        [b"/bin/bash", b"-c", b"echo 'a' && pwd -P >| /tmp/claude-1-cwd"],
+        [b"/usr/bin/python3", b"-c", wrapper_21(b"'ls'")],
+        [b"/bin/bash", b"-x", b"-c", wrapper_21(b"'ls'")],
+        [b"/bin/bash", wrapper_21(b"'ls'")],
+        [b"/bin/bash", b"-c", wrapper_21(b"'ls'"), b"extra"],
+        [b"'/opt/prefix' " + sq_backslash(wrapper_21(b"'ls'"))],  # CLAUDE_CODE_SHELL_PREFIX
+        [],
+    ],
+)
+def test_unrecognised_is_none(argv: list[bytes]) -> None:
+    """Anything that is not exactly the wrapper shape gives None, never a guess."""
+    assert extract_command(argv) is None
+
+
+def test_carried_command_text_form_is_tool_without_command() -> None:
+    """2.1.x's form that passes the command in an environment variable is a tool call, command unknown."""
+    script = (
+        b"{ \\builtin typeset +x '__CLAUDE_CC_COMMAND_TEXT' 2>/dev/null || \\builtin true; } && source x && "
+        b'{ \\builtin [ -n "${__CLAUDE_CC_COMMAND_TEXT:+1}" ] || '
+        b"{ \\builtin echo '__CLAUDE_CC_COMMAND_TEXT?' "
+        b">&2; \\builtin exit 126; }; } && 'eval' \"\\builtin 'unset' -v '__CLAUDE_CC_COMMAND_TEXT'; "
+        b"'eval' $__CLAUDE_CC_COMMAND_TEXT\" && pwd -P >| " + CWD_FILE
+    )
+    argv = argv_21(script)
+    assert extract_command(argv) is None
+    assert is_tool_wrapper(argv)
+    assert classify_origin(argv, b"/bin/bash", parent_is_root=True) == "tool"
+
+
+# -- property tests -------------------------------------------------------------------------------
+
+# Shell-significant characters are rare in uniform random data: draw them often on purpose.
+SHELLISH = " '\"\\$`!~*?[]{}<>|&;()#\n\t=:,@%^-"
+commands = (
+    st.lists(
+        st.one_of(
+            st.sampled_from([bytes([c]) for c in SHELLISH.encode()]), st.binary(min_size=1, max_size=4)
+        ),
+        max_size=60,
+    )
+    .map(b"".join)
+    .filter(lambda b: b"\0" not in b)
+)
+texts = st.lists(
+    st.one_of(
+        st.sampled_from(list(SHELLISH)),
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
+    ),
+    max_size=60,
+).map("".join)
+
+
+@given(commands)
+def test_property_single_quoted_roundtrip(cmd: bytes) -> None:
+    """For any bytes without NUL, wrapping as Claude Code does and extracting is the identity."""
+    for word in (sq_backslash(cmd), sq_double(cmd)):
+        assert extract_command(argv_21(wrapper_21(word))) == cmd
+        assert extract_command(argv_20(wrapper_20(word))) == cmd
+
+
+@given(texts)
+def test_property_21_quoting_roundtrip(cmd: str) -> None:
+    """2.1.331's quoting (bare or '"'"') round-trips for any text."""
+    assert extract_command(argv_21(wrapper_21(quote_21(cmd)))) == cmd.encode()
+
+
+@given(texts.filter(lambda s: "!" not in s))
+def test_property_shell_quote_roundtrip(cmd: str) -> None:
+    """2.0.77's shell-quote output round-trips, except a bare leading ~ (expanded by bash): None."""
+    got = extract_command(argv_20(wrapper_20(shell_quote(cmd))))
+    if cmd.startswith("~") and shell_quote(cmd)[:1] == b"~":
+        assert got is None
+    else:
+        assert got == cmd.encode()
+
+
+# -- oracle: real bash ------------------------------------------------------------------------------
+
+BASH = shutil.which("bash")
+
+
+def bash_eval_arg(script: bytes, cwd_dir: Path) -> bytes:
+    """What real bash passes to `eval` in a wrapper script (the snapshot and cwd file made harmless)."""
+    script = script.replace(SNAPSHOT, b"/dev/null").replace(CWD_FILE, bytes(cwd_dir) + b"/claude-3f2a-cwd")
+    spy = b"eval() { printf '%s' \"$1\"; exit 0; }; "
+    assert BASH is not None
+    out = subprocess.run([BASH, "-c", spy + script], capture_output=True, check=False, timeout=10)
+    return out.stdout
+
+
+@pytest.mark.parametrize("cmd", GOLDEN)
+def test_oracle_bash_agrees_golden(cmd: bytes, tmp_path: Path) -> None:
+    """bash's own parse of each golden wrapper gives exactly what extract_command returns."""
+    for script in (wrapper_21(sq_backslash(cmd)), wrapper_20(sq_double(cmd))):
+        assert bash_eval_arg(script, tmp_path) == extract_command(argv_21(script)) == cmd
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts.filter(lambda s: not s.startswith("~")))
+def test_oracle_bash_agrees_shell_quote(tmp_path: Path, cmd: str) -> None:
+    """For shell-quote's forms (including the ! quirk), extract_command agrees with real bash."""
+    script = wrapper_20(shell_quote(cmd))
+    assert extract_command(argv_20(script)) == bash_eval_arg(script, tmp_path)
+
+
+# -- classify_origin --------------------------------------------------------------------------------
+
+SNAPSHOT_SCRIPT = (
+    b"SNAPSHOT_FILE=/root/.claude/shell-snapshots/snapshot-bash-1795572670068-k2j4x1.sh\n"
+    b'      source "/root/.bashrc" < /dev/null\n\n      # First, create/clear the snapshot file\n'
+    b'      echo "# Snapshot file" >| "$SNAPSHOT_FILE"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "exe", "parent_is_root", "origin"),
+    [
+        (argv_21(wrapper_21(b"'ls'")), b"/bin/bash", True, "tool"),
+        (argv_20(wrapper_20(b"ls")), b"/usr/bin/bash", True, "tool"),
+        (argv_21(wrapper_21(b"'ls'")), b"/bin/bash", False, "tool"),  # e.g. a session under claude daemon
+        ([b"/bin/bash", b"-c", b"-l", SNAPSHOT_SCRIPT], b"/bin/bash", True, "internal"),
+        ([b"/bin/zsh", b"-l", b"-c", SNAPSHOT_SCRIPT], b"/bin/zsh", True, "internal"),
+        ([b"env"], b"/usr/bin/env", True, "internal"),
+        ([b"/bin/bash", b"-c", b"env"], b"/bin/bash", True, "internal"),
+        ([b"/bin/sh", b"-c", b"which zsh"], b"/bin/sh", True, "internal"),
+        ([b"rg", b"--files", b"/srv"], NATIVE, True, "internal"),
+        ([b"bfs", b"-name", b"x"], NATIVE, True, "internal"),
+        ([b"ugrep", b"x"], b"/home/u/.local/share/claude/versions/2.1.199", True, "internal"),
+        (
+            [b"rg", b"x"],
+            b"/srv/node_modules/@anthropic-ai/claude-code/vendor/ripgrep/x64-linux/rg",
+            True,
+            "internal",
+        ),
+        ([b"env"], b"/usr/bin/env", False, "unknown"),  # deep in a tree, `env` is just env
+        ([b"rg", b"x"], NATIVE, False, "unknown"),
+        ([b"claude", b"-p", b"x"], NATIVE, True, "unknown"),  # Claude running itself: a nested session
+        ([b"env", b"FOO=1", b"make"], b"/usr/bin/env", True, "unknown"),
+        ([b"/bin/sh", b"-c", b"python3 ~/.claude/hooks/check.py"], b"/bin/sh", True, "unknown"),  # a hook
+        ([b"/bin/bash", b"-c", b"echo SNAPSHOT_FILE=x"], b"/bin/bash", True, "unknown"),
+        ([b"npx", b"-y", b"some-mcp-server"], b"/usr/bin/node", True, "unknown"),
+    ],
+)
+def test_classify_origin(argv: list[bytes], exe: bytes, parent_is_root: bool, origin: str) -> None:
+    """The documented origin rules, one case each (see docs/ORIGIN.md)."""
+    assert classify_origin(argv, exe, parent_is_root=parent_is_root) == origin
+
+
+def test_classify_origin_claude_exe_of_unusual_install() -> None:
+    """A Claude binary at a path of no known shape is recognised when its path is passed in."""
+    argv = [b"rg", b"--files"]
+    assert classify_origin(argv, b"/opt/cc/claude", parent_is_root=True) == "unknown"
+    assert (
+        classify_origin(argv, b"/opt/cc/claude", parent_is_root=True, claude_exe=b"/opt/cc/claude")
+        == "internal"
+    )
+
+
+# -- session file -------------------------------------------------------------------------------------
+
+SESSION = {
+    "pid": 17982,
+    "sessionId": "02b6cf79-4f1e-4c53-9d1e-0a8c7f0f1d2e",
+    "cwd": "/srv/app",
+    "startedAt": 1795572670068,
+    "procStart": "1054469",
+    "version": "2.1.331",
+    "kind": "interactive",
+    "entrypoint": "sdk-cli",
+    "name": "cc-2a",
+    "status": "busy",
+    "extra": {"ignored": True},
+}
+
+
+def test_session_file_fields() -> None:
+    """The FIELD_NOTES example parses into every field, and claude_fields labels its source."""
+    got = parse_session_file(json.dumps(SESSION).encode(), 17982, 1054469)
+    assert got == SessionFileInfo(
+        pid=17982,
+        proc_start=1054469,
+        session_id="02b6cf79-4f1e-4c53-9d1e-0a8c7f0f1d2e",
+        cwd="/srv/app",
+        started_at_ms=1795572670068,
+        version="2.1.331",
+        kind="interactive",
+        entrypoint="sdk-cli",
+        name="cc-2a",
+        status="busy",
+    )
+    fields = got.claude_fields()
+    assert fields["identity_source"] == "session_file"
+    assert fields["session_id"] == SESSION["sessionId"]
+    assert "status" not in fields  # changes all the time: not an identity fact
+
+
+@pytest.mark.parametrize(("pid", "start"), [(17983, 1054469), (17982, 1054470)])
+def test_session_file_pid_reuse_guard(pid: int, start: int) -> None:
+    """A file whose pid or procStart differs from the live process is ignored."""
+    assert parse_session_file(json.dumps(SESSION).encode(), pid, start) is None
+
+
+def test_session_file_minimal_and_wrong_types() -> None:
+    """Only pid and procStart are required; optional keys of the wrong type are dropped."""
+    data = json.dumps({"pid": 5, "procStart": "77", "sessionId": 12, "cwd": None, "startedAt": True})
+    got = parse_session_file(data.encode(), 5, 77)
+    assert got == SessionFileInfo(pid=5, proc_start=77)
+    assert got.claude_fields() == {"identity_source": "session_file"}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"{",
+        b"[1,2]",
+        b"null",
+        b"\xff\xfe",
+        b'{"pid": "5", "procStart": "77x"}',
+        b'{"pid": true, "procStart": "77"}',
+        b'{"procStart": "77"}',
+        b"[" * 100_000,
+        b'{"pid": 5, "procStart": "77", "pad": "' + b"x" * (1 << 20) + b'"}',
+    ],
+)
+def test_session_file_garbage(data: bytes) -> None:
+    """Malformed, mistyped, deeply nested or huge input gives None and never raises."""
+    assert parse_session_file(data, 5, 77) is None
+
+
+# -- environment ----------------------------------------------------------------------------------------
+
+
+def test_claude_env_info() -> None:
+    """The Claude Code variables are picked, decoded, and the version parsed from AI_AGENT."""
+    env = {
+        b"CLAUDECODE": b"1",
+        b"CLAUDE_PID": b"17982",
+        b"CLAUDE_CODE_SESSION_ID": b"02b6cf79-4f1e-4c53-9d1e-0a8c7f0f1d2e",
+        b"CLAUDE_CODE_ENTRYPOINT": b"sdk-cli",
+        b"AI_AGENT": b"claude-code_2.1.331_agent",
+        b"CLAUDE_CODE_EXECPATH": b"/srv/\xff/claude.exe",
+        b"PATH": b"/usr/bin",
+    }
+    assert claude_env_info(env) == {
+        "CLAUDECODE": "1",
+        "CLAUDE_PID": "17982",
+        "CLAUDE_CODE_SESSION_ID": "02b6cf79-4f1e-4c53-9d1e-0a8c7f0f1d2e",
+        "CLAUDE_CODE_ENTRYPOINT": "sdk-cli",
+        "AI_AGENT": "claude-code_2.1.331_agent",
+        "CLAUDE_CODE_EXECPATH": "/srv/\ufffd/claude.exe",
+        "version": "2.1.331",
+    }
+
+
+def test_claude_env_info_absent_and_odd_agent() -> None:
+    """No variables gives {}; an AI_AGENT of another shape is kept but yields no version."""
+    assert claude_env_info({b"PATH": b"/bin"}) == {}
+    assert claude_env_info({b"AI_AGENT": b"other-agent"}) == {"AI_AGENT": "other-agent"}
