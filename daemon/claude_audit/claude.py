@@ -38,9 +38,11 @@ Origins (what `classify_origin` decides for a new invocation)
 ``internal``
     Claude Code's own work: the shell-snapshot login shell (script starting ``SNAPSHOT_FILE=`` and naming
     a ``shell-snapshots`` file); and, for direct children of the session root only, the environment
-    probe (``env`` with no arguments, or a shell running ``-c env``), the shell probe (``-c 'which
-    bash'``/``'which zsh'``), and bundled tools: the Claude binary run under another name (``exec -a rg
-    .../claude.exe``: argv[0] is rg, bfs, ugrep, ...) or a program shipped inside the
+    probe (``env`` with no arguments, or a shell running ``-c env``), the start-up probes (``sh -c``
+    running ``which bash``/``which zsh``, ``ldd /bin/ls 2>/dev/null`` or the ``ps aux | grep -E
+    "code|cursor|windsurf|..." | grep -v grep`` IDE check; git and uname run directly), and bundled
+    tools: the Claude binary run under another name (``exec -a rg .../claude.exe``: argv[0] is rg, bfs,
+    ugrep, ...) or a program shipped inside the
     ``@anthropic-ai/claude-code`` package (2.0.x's vendor/ripgrep).
 ``unknown``
     Everything else: hooks, status line commands, MCP and LSP servers, and wrappers this module does not
@@ -68,7 +70,15 @@ Origin = Literal["tool", "internal", "unknown"]
 SHELL_NAMES = frozenset({b"bash", b"zsh", b"sh"})
 
 _CWD_FILE = re.compile(rb"(?:claude-[0-9A-Za-z_-]+-cwd|cwd-[0-9A-Za-z_-]+)\Z")
-_WHICH_SHELL = re.compile(rb"which (?:bash|zsh)\Z")
+# `sh -c` probes Claude Code runs at start-up (seen in the real 2.0.77 capture): shell lookup, the libc
+# check, and the IDE detection pipeline.
+_INTERNAL_SCRIPTS = re.compile(
+    rb"(?:which (?:bash|zsh)"
+    rb"|ldd /bin/ls 2>/dev/null"
+    rb"|ps aux \| grep -E \"code\|cursor\|windsurf\|[^\"]*\" \| grep -v grep)\Z"
+)
+# Programs Claude Code execs directly (no shell) for its own context: git state, the kernel name.
+_INTERNAL_PROGRAMS = frozenset({b"git", b"uname"})
 _AI_AGENT = re.compile(r"claude-code_([^_\s]+)_agent\Z")
 
 # Operators a shell recognises outside quotes; longest first so ">|" is not read as ">" then "|".
@@ -288,11 +298,13 @@ def _is_probe_or_bundled(
     argv: Sequence[bytes], exe: bytes, script: bytes | None, claude_exe: bytes | None
 ) -> bool:
     """Claude Code's environment and shell probes, and its bundled tools (for direct children only)."""
-    if script is not None and (script.strip() == b"env" or _WHICH_SHELL.match(script.strip())):
+    if script is not None and (script.strip() == b"env" or _INTERNAL_SCRIPTS.match(script.strip())):
         return True
     if os.path.basename(exe) == b"env" and len(argv) == 1:
         return True
     name = os.path.basename(argv[0]) if argv else b""
+    if script is None and name in _INTERNAL_PROGRAMS:
+        return True
     return _is_claude_binary(exe, claude_exe) and name not in (b"claude", b"claude.exe")
 
 
@@ -404,10 +416,13 @@ ENV_KEYS = (
 def claude_env_info(environ: Mapping[bytes, bytes]) -> dict[str, str]:
     """The Claude Code variables present in an environment, decoded (invalid UTF-8 as U+FFFD).
 
-    Adds "version", parsed from AI_AGENT=claude-code_<version>_agent, when that has the expected shape.
+    Adds "version", parsed from AI_AGENT=claude-code_<version>_agent when it has that shape. The real
+    2.1.331 writes the version with dashes (``claude-code_2-1-331_agent``); an all-numeric dashed
+    version is given back dotted ("2.1.331"), anything else as written.
     """
     info = {k: environ[k.encode()].decode("utf-8", "replace") for k in ENV_KEYS if k.encode() in environ}
     m = _AI_AGENT.match(info.get("AI_AGENT", ""))
     if m:
-        info["version"] = m.group(1)
+        version = m.group(1)
+        info["version"] = version.replace("-", ".") if re.fullmatch(r"\d+(?:-\d+)+", version) else version
     return info

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,6 +28,7 @@ from claude_audit.claude import (
     is_tool_wrapper,
     parse_session_file,
 )
+from claude_audit.procfs import parse_environ, parse_stat, split_cmdline
 
 CWD_FILE = b"/tmp/claude-3f2a-cwd"
 SNAPSHOT = b"/root/.claude/shell-snapshots/snapshot-bash-1795572670068-k2j4x1.sh"
@@ -318,6 +320,9 @@ SNAPSHOT_SCRIPT = (
         ([b"rg", b"x"], NATIVE, False, "unknown"),
         ([b"claude", b"-p", b"x"], NATIVE, True, "unknown"),  # Claude running itself: a nested session
         ([b"env", b"FOO=1", b"make"], b"/usr/bin/env", True, "unknown"),
+        ([b"git", b"rev-parse", b"HEAD"], b"/usr/bin/git", True, "internal"),
+        ([b"git", b"push"], b"/usr/bin/git", False, "unknown"),
+        ([b"/bin/sh", b"-c", b"git push"], b"/bin/sh", True, "unknown"),
         ([b"/bin/sh", b"-c", b"python3 ~/.claude/hooks/check.py"], b"/bin/sh", True, "unknown"),  # a hook
         ([b"/bin/bash", b"-c", b"echo SNAPSHOT_FILE=x"], b"/bin/bash", True, "unknown"),
         ([b"npx", b"-y", b"some-mcp-server"], b"/usr/bin/node", True, "unknown"),
@@ -439,3 +444,85 @@ def test_claude_env_info_absent_and_odd_agent() -> None:
     """No variables gives {}; an AI_AGENT of another shape is kept but yields no version."""
     assert claude_env_info({b"PATH": b"/bin"}) == {}
     assert claude_env_info({b"AI_AGENT": b"other-agent"}) == {"AI_AGENT": "other-agent"}
+    beta = claude_env_info({b"AI_AGENT": b"claude-code_2.2.0-beta_agent"})
+    assert beta["version"] == "2.2.0-beta"
+
+
+# -- real Claude Code captures (tests/unit/data/claude_captures, see its README) -----------------------
+
+CAPTURES = Path(__file__).parent / "data" / "claude_captures"
+VERSIONS = ["2.1.331", "2.0.77"]
+
+
+def capture(version: str) -> dict[str, Any]:
+    """tree.json of one captured session."""
+    data: dict[str, Any] = json.loads((CAPTURES / version / "tree.json").read_text())
+    return data
+
+
+def proc_file(version: str, pid: int | str, name: str) -> bytes:
+    """One captured /proc file."""
+    return (CAPTURES / version / "proc" / str(pid) / name).read_bytes()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_captured_wrappers_give_the_commands(version: str) -> None:
+    """Real wrappers' argv give back the exact commands the fake API sent (2.0.77's pipe rewrite aside)."""
+    tree = capture(version)
+    for i, pid in enumerate(tree["bash_tool_wrappers"]):
+        argv = split_cmdline(proc_file(version, pid, "cmdline"))
+        expected = tree["commands"][i].encode()
+        if version == "2.0.77" and i == 2:
+            # 2.0.x puts `< /dev/null` after a pipeline's first command; the shell ran the rewritten text.
+            expected = b"bash -c 'sleep 2; true' < /dev/null | cat"
+        assert extract_command(argv) == expected
+
+
+def test_captured_21_quotes_with_double_quote_joins() -> None:
+    """The real 2.1.331 joins single-quoted parts with '"'"' (FIELD_NOTES says '\\''): both are read."""
+    argv = split_cmdline(proc_file("2.1.331", capture("2.1.331")["bash_tool_wrappers"][1], "cmdline"))
+    assert b"'\"'\"'" in argv[-1]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_captured_origins_of_direct_children(version: str) -> None:
+    """Every real direct child of the Claude process gets the origin its role implies."""
+    tree = capture(version)
+    root = tree["claude_pid"]
+    root_exe = proc_file(version, root, "exe.txt")
+    for pid, p in tree["processes"].items():
+        exe = proc_file(version, pid, "exe.txt")
+        if p["ppid"] != root or exe == root_exe:
+            continue  # node's children caught between fork and exec show the parent's image: not an exec
+        argv = split_cmdline(proc_file(version, pid, "cmdline"))
+        got = classify_origin(argv, exe, parent_is_root=True, claude_exe=root_exe)
+        expected = {"bash_tool_wrapper": "tool", "shell_snapshot": "internal", "other": "internal"}[p["role"]]
+        assert (pid, got) == (pid, expected)
+
+
+def test_captured_session_file() -> None:
+    """The real sessions/<pid>.json matches its root's start time and yields the session identity."""
+    tree = capture("2.1.331")
+    root = tree["claude_pid"]
+    start = parse_stat(proc_file("2.1.331", root, "stat")).start_ticks
+    data = (CAPTURES / "2.1.331" / "sessions" / f"{root}.json").read_bytes()
+    got = parse_session_file(data, root, start)
+    assert got is not None
+    assert got.version == "2.1.331"
+    assert got.session_id is not None
+    assert parse_session_file(data, root, start + 1) is None
+
+
+def test_captured_environment() -> None:
+    """A real 2.1.331 tool shell's environment names its Claude process and session; 2.0.77's does not."""
+    tree = capture("2.1.331")
+    wrapper = tree["bash_tool_wrappers"][0]
+    info = claude_env_info(parse_environ(proc_file("2.1.331", wrapper, "environ")))
+    assert info["CLAUDE_PID"] == str(tree["claude_pid"])
+    assert info["AI_AGENT"] == "claude-code_2-1-331_agent"
+    assert info["version"] == "2.1.331"
+    root_json = json.loads((CAPTURES / "2.1.331" / "sessions" / f"{tree['claude_pid']}.json").read_bytes())
+    assert info["CLAUDE_CODE_SESSION_ID"] == root_json["sessionId"]
+    old = capture("2.0.77")
+    info20 = claude_env_info(parse_environ(proc_file("2.0.77", old["bash_tool_wrappers"][0], "environ")))
+    assert info20 == {"CLAUDE_CODE_ENTRYPOINT": "sdk-cli", "CLAUDECODE": "1"}

@@ -7,11 +7,12 @@ the self-installed versions/<version> binary and its daemon helpers).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_procfs import NODE_TITLE, PAREN_COMM, PY_CLAUDE, host_root
+from test_procfs import NODE_TITLE, PAREN_COMM, PY_CLAUDE, build_proc_root, host_root
 
 from claude_audit.discovery import Matchers, find_roots, is_claude, strip_deleted
 from claude_audit.procfs import ProcFS, ProcInfo
@@ -198,3 +199,24 @@ def test_non_claude_processes_are_never_roots() -> None:
     """Only Claude processes are returned, even when nothing is nested."""
     infos = tree(bash(10, 1), proc(11, 10, b"/usr/bin/python3", b"claude", cmdline=b"claude\0"))
     assert find_roots(infos, M) == []
+
+
+# -- real Claude Code captures (tests/unit/data/claude_captures, see its README) -----------------------
+
+CAPTURES = Path(__file__).parent / "data" / "claude_captures"
+
+
+@pytest.mark.parametrize(
+    ("version", "reason"), [("2.1.331", "executable"), ("2.0.77", "renamed-interpreter")]
+)
+def test_captured_session_has_one_root(tmp_path: Path, version: str, reason: str) -> None:
+    """In a real session's tree the Claude process is found, by the expected rule, as the only root."""
+    tree_json = json.loads((CAPTURES / version / "tree.json").read_text())
+    root = build_proc_root(tmp_path / "proc", (CAPTURES / version / "proc").iterdir())
+    infos = ProcFS(root).read_all()
+    claude_pid = tree_json["claude_pid"]
+    assert is_claude(infos[claude_pid], M) == reason
+    assert pids(find_roots(infos, M)) == [claude_pid]
+    # Everything else is below it; node's fork-before-exec children still look like Claude but are nested.
+    others = {pid for pid, info in infos.items() if pid != claude_pid and is_claude(info, M)}
+    assert all(infos[pid].ppid == claude_pid for pid in others)

@@ -39,7 +39,7 @@ DELETED = 13009  # a copy of sleep, unlinked while running
 
 
 def build_proc_root(dest: Path, sources: Iterable[Path]) -> Path:
-    """Build a fake /proc in dest from captured pid directories; `exe` text files become symlinks.
+    """Build a fake /proc in dest from captured pid directories; `exe`/`exe.txt` text files become symlinks.
 
     Non-pid entries of the first source's parent (stat, sys/kernel/random/boot_id) are copied too.
     """
@@ -48,7 +48,7 @@ def build_proc_root(dest: Path, sources: Iterable[Path]) -> Path:
         out = dest / src.name
         out.mkdir()
         for f in src.iterdir():
-            if f.name == "exe":
+            if f.name in ("exe", "exe.txt"):
                 os.symlink(f.read_bytes(), os.fsencode(out / "exe"))
             else:
                 shutil.copyfile(f, out / f.name)
