@@ -27,7 +27,6 @@
 BPF_HASH(target_pid_map, u32, struct root_info, MAX_ROOTS);
 BPF_HASH(tracked_map, u32, struct tracked_proc, MAX_TRACKED);
 /* comm values that make an untracked exec or rename a session candidate; filled by the daemon */
-struct comm_key { char comm[COMM_LEN]; };
 BPF_HASH(candidate_comms, struct comm_key, u8, 64);
 BPF_PERCPU_ARRAY(counters, u64, COUNTER_MAX);
 /* An exec record can be larger than the 512-byte BPF stack and the 32 KiB per-CPU value limit, so it is
@@ -60,8 +59,11 @@ static __always_inline void *task_ptr(void *task, unsigned long off) {
     return v;
 }
 
+/* The process's start time: its thread-group leader's, since the calling thread may be any thread of
+ * it (a runtime's worker thread forking, the last thread exiting). Same value as /proc/PID/stat field 22. */
 static __always_inline u64 task_start_ticks(void *task) {
-    return task_u64(task, OFF_TASK_START_BOOTTIME) / NS_PER_TICK;
+    void *leader = task_ptr(task, OFF_TASK_GROUP_LEADER);
+    return task_u64(leader ? leader : task, OFF_TASK_START_BOOTTIME) / NS_PER_TICK;
 }
 
 static __always_inline u32 task_ppid(void *task) {

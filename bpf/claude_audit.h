@@ -57,6 +57,11 @@ struct tracked_proc {
     __u32 _pad;
 };
 
+/* key of candidate_comms: comm values that make an untracked exec or rename a session candidate */
+struct comm_key {
+    char comm[COMM_LEN];
+};
+
 struct exec_event {
     __u32 type; /* EVENT_EXEC */
     __u32 pid;  /* tgid */

@@ -154,8 +154,9 @@ class Btf:
             return None
         for i in range(t.vlen):
             name_off, mtype, moff = struct.unpack_from("<III", self._data, t.data_off + 12 * i)
+            mtype = int(mtype)
             # With kind_flag set the top 8 bits hold a bitfield size, the rest the bit offset.
-            bit_off = moff & 0xFFFFFF if t.kind_flag else moff
+            bit_off = int(moff & 0xFFFFFF if t.kind_flag else moff)
             if name_off and self._name(name_off) == member:
                 return bit_off
             if not name_off:
@@ -172,6 +173,7 @@ class KernelOffsets:
     task_pid: int
     task_tgid: int
     task_real_parent: int
+    task_group_leader: int
     task_mm: int
     task_start_boottime: int
     task_exit_code: int
@@ -185,6 +187,7 @@ class KernelOffsets:
             task_pid=btf.member_offset("task_struct", "pid"),
             task_tgid=btf.member_offset("task_struct", "tgid"),
             task_real_parent=btf.member_offset("task_struct", "real_parent"),
+            task_group_leader=btf.member_offset("task_struct", "group_leader"),
             task_mm=btf.member_offset("task_struct", "mm"),
             task_start_boottime=btf.member_offset("task_struct", "start_boottime"),
             task_exit_code=btf.member_offset("task_struct", "exit_code"),
@@ -198,6 +201,7 @@ class KernelOffsets:
             f"-DOFF_TASK_PID={self.task_pid}",
             f"-DOFF_TASK_TGID={self.task_tgid}",
             f"-DOFF_TASK_REAL_PARENT={self.task_real_parent}",
+            f"-DOFF_TASK_GROUP_LEADER={self.task_group_leader}",
             f"-DOFF_TASK_MM={self.task_mm}",
             f"-DOFF_TASK_START_BOOTTIME={self.task_start_boottime}",
             f"-DOFF_TASK_EXIT_CODE={self.task_exit_code}",

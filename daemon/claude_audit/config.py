@@ -125,6 +125,8 @@ class DiscoveryConfig(BaseModel):
         default_factory=lambda: [
             "*/@anthropic-ai/claude-code/cli.js",
             "*/@anthropic-ai/claude-code/cli.mjs",
+            # npm's links to cli.js: the script path node was given, before the process renames itself
+            "*/node_modules/.bin/claude",
         ]
     )
     interpreter_names: list[BaseName] = Field(default_factory=lambda: ["node", "bun"])

@@ -112,6 +112,20 @@ def is_claude(info: ProcInfo, m: Matchers) -> str | None:
     return None
 
 
+def exec_path_is_claude(resolved_path: bytes, m: Matchers) -> str | None:
+    """Why an exec'd file (symlinks resolved) is Claude Code's binary or script, or None.
+
+    Used for kernel triggers: the path the kernel saw exec'd is evidence even when /proc no longer shows
+    it (the process is already gone, or is still `/usr/bin/env node` on its way to running the script).
+    """
+    path = strip_deleted(resolved_path)
+    if _matches(path, m.executable_globs):
+        return "executable"
+    if _matches(path, m.script_globs):
+        return "script"
+    return None
+
+
 def find_roots(
     infos: Mapping[int, ProcInfo],
     m: Matchers,

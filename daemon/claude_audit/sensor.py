@@ -114,13 +114,13 @@ class Sensor:
         except Exception as exc:  # bcc raises bare Exception on compile/load failure
             raise SensorError(f"cannot load {src}: {exc}") from exc
         self.attached = list(PROBES)  # TRACEPOINT_PROBE/RAW_TRACEPOINT_PROBE attach at load
-        self.roots = self.bpf["target_pid_map"]
-        self.tracked = self.bpf["tracked_map"]
-        self.counters = self.bpf["counters"]
-        comms = self.bpf["candidate_comms"]
+        self.roots = self.bpf[b"target_pid_map"]
+        self.tracked = self.bpf[b"tracked_map"]
+        self.counters = self.bpf[b"counters"]
+        comms = self.bpf[b"candidate_comms"]
         for name in settings.candidate_comms:
             comms[L.CommKey(name.encode()[: L.COMM_LEN - 1])] = ctypes.c_uint8(1)
-        self.bpf["events"].open_ring_buffer(self._on_event)
+        self.bpf[b"events"].open_ring_buffer(self._on_event)
 
     def _on_event(self, _ctx: Any, data: Any, size: int) -> None:
         # Only copy the bytes and queue them: everything else happens in the main loop.

@@ -1,0 +1,199 @@
+"""The `claude-audit` command: run, check-config, doctor, status, tail.
+
+Expected failures (bad config, missing privileges, no BTF) print one clear message and exit with a
+sysexits-style status; only bugs produce tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from . import __version__
+from .config import DEFAULT_CONFIG_PATH, Config, ConfigError, check_file_safety, load_config
+
+EX_OK = 0
+EX_USAGE = 64
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_NOPERM = 77
+EX_CONFIG = 78
+
+
+def _configure_logging(level: str) -> None:
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
+
+
+def _load(path: Path | None) -> tuple[Config, Path | None]:
+    """Load the config named on the command line, or the default file if it exists."""
+    if path is None:
+        if DEFAULT_CONFIG_PATH.exists():
+            path = DEFAULT_CONFIG_PATH
+        else:
+            return load_config(None), None
+    check_file_safety(path)
+    return load_config(path), path
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon in the foreground."""
+    from .doctor import problems
+    from .sensor import SensorError
+
+    try:
+        config, path = _load(args.config)
+    except ConfigError as exc:
+        print(f"claude-audit: bad config: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    _configure_logging(config.daemon.log_level)
+    blocking = [p for p in problems() if p.fatal]
+    if blocking:
+        for p in blocking:
+            print(f"claude-audit: {p.what}\n  fix: {p.fix}", file=sys.stderr)
+        return EX_NOPERM if any(p.name == "privileges" for p in blocking) else EX_UNAVAILABLE
+    from .daemon import Daemon
+
+    try:
+        return Daemon(config, path).run()
+    except SensorError as exc:
+        print(f"claude-audit: cannot start the kernel sensor: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a config file and print the effective settings."""
+    try:
+        config, path = _load(args.config)
+    except ConfigError as exc:
+        print(f"claude-audit: bad config: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    print(f"config OK: {path or 'built-in defaults'}")
+    print(json.dumps(config.model_dump(mode="json"), indent=2))
+    return EX_OK
+
+
+def cmd_doctor(_args: argparse.Namespace) -> int:
+    """Say what the host is missing for the daemon to run, and how to fix it."""
+    from .doctor import problems
+
+    found = problems()
+    for p in found:
+        print(f"[{'FAIL' if p.fatal else 'warn'}] {p.what}\n       fix: {p.fix}")
+    if not found:
+        print("all checks passed: root, BTF, tracefs, kernel headers, bcc")
+    return EX_UNAVAILABLE if any(p.fatal for p in found) else EX_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show what the running daemon reports in its status file."""
+    try:
+        config, _ = _load(args.config)
+    except ConfigError as exc:
+        print(f"claude-audit: bad config: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    path = config.daemon.runtime_dir / "status.json"
+    try:
+        status = json.loads(path.read_text())
+    except FileNotFoundError:
+        print(f"claude-audit: not running (no {path})", file=sys.stderr)
+        return 3  # LSB: program is not running
+    except (OSError, ValueError) as exc:
+        print(f"claude-audit: cannot read {path}: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    if not _alive(int(status.get("pid", 0))):
+        print(f"claude-audit: not running (stale {path})", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return EX_OK
+    print(f"claude-audit {status['version']} pid {status['pid']}")
+    print(f"log: {status['log_path']}")
+    print(f"records written: {status['records_written']}  events lost: {status['events_lost']}")
+    kc = status.get("kernel_counters", {})
+    print("kernel: " + "  ".join(f"{k}={v}" for k, v in kc.items()))
+    sessions = status.get("sessions", [])
+    print(f"sessions watched: {len(sessions)}")
+    for s in sessions:
+        extra = " ".join(f"{k}={s[k]}" for k in ("session_id", "version", "cwd") if k in s)
+        print(f"  pid {s['pid']} found by {s['how']}, {s['execs']} execs {extra}".rstrip())
+    return EX_OK
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Follow the audit log and print one readable line per record."""
+    from .tail import tail_main
+
+    try:
+        config, _ = _load(args.config)
+    except ConfigError as exc:
+        print(f"claude-audit: bad config: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    return tail_main(args, config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests)."""
+    p = argparse.ArgumentParser(prog="claude-audit", description=__doc__)
+    p.add_argument("--version", action="version", version=f"claude-audit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", type=Path, default=None, help=f"config file (default {DEFAULT_CONFIG_PATH})")
+        return sp
+
+    with_config(sub.add_parser("run", help="run the daemon in the foreground")).set_defaults(fn=cmd_run)
+    with_config(sub.add_parser("check-config", help="validate the config")).set_defaults(fn=cmd_check_config)
+    sub.add_parser("doctor", help="check the host can run the daemon").set_defaults(fn=cmd_doctor)
+    st = with_config(sub.add_parser("status", help="show the running daemon's status"))
+    st.add_argument("--json", action="store_true", help="print the raw status JSON")
+    st.set_defaults(fn=cmd_status)
+    t = with_config(sub.add_parser("tail", help="follow the audit log, one line per record"))
+    t.add_argument("--file", type=Path, default=None, help="log file (default: the config's audit_log.path)")
+    t.add_argument("--session", default=None, help="only this session (id, root pid or entity id)")
+    t.add_argument("--origin", action="append", default=None, help="only these origins (repeatable)")
+    t.add_argument("--no-follow", action="store_true", help="print what is there and exit")
+    t.add_argument("--all", action="store_true", help="start from the oldest rotated file, not the end")
+    t.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    t.set_defaults(fn=cmd_tail)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the claude-audit command."""
+    args = build_parser().parse_args(argv)
+    try:
+        rc = int(args.fn(args))
+    except KeyboardInterrupt:
+        return 130
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
