@@ -31,5 +31,8 @@ e2e: setup-test
 bench: setup-test
 	$(PY) bench/exec_storm.py
 
+deb: setup
+	packaging/build-deb.sh
+
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 
 PKGS="python3-bpfcc python3-venv python3-pip linux-headers-amd64 bpftool"
 if [ "${WITH_TEST_DEPS:-0}" = 1 ]; then
-  PKGS="$PKGS nodejs npm systemd systemd-journal-remote rsyslog auditd logrotate dpkg-dev util-linux"
+  PKGS="$PKGS systemd systemd-journal-remote rsyslog auditd logrotate dpkg-dev util-linux"
+  # The real Claude Code CLI comes from the npm registry. Some images ship NodeSource's nodejs, which
+  # bundles npm and conflicts with Debian's npm package: install Debian's only when there is none.
+  command -v node >/dev/null || PKGS="$PKGS nodejs"
+  command -v npm >/dev/null || PKGS="$PKGS npm"
 fi
 missing=""
 for p in $PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done

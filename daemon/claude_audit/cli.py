@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--config", type=Path, default=None, help=f"config file (default {DEFAULT_CONFIG_PATH})")
+        sp.add_argument(
+            "--config", type=Path, default=None, help=f"config file (default {DEFAULT_CONFIG_PATH})"
+        )
         return sp
 
     with_config(sub.add_parser("run", help="run the daemon in the foreground")).set_defaults(fn=cmd_run)

@@ -8,6 +8,7 @@ rotate, rescan, report losses and ping the watchdog on time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -22,10 +23,9 @@ from typing import Any
 
 import structlog
 
-from . import __version__
+from . import __version__, records
 from . import bpf_layout as L
-from . import records
-from .claude import claude_env_info, classify_origin, extract_command, parse_session_file
+from .claude import classify_origin, claude_env_info, extract_command, parse_session_file
 from .config import Config, ConfigError, load_config
 from .decode import DecodeError, decode_event
 from .discovery import Matchers, exec_path_is_claude, find_roots, is_claude
@@ -174,8 +174,13 @@ class Daemon:
             log.warning("audit log write failures", lines=lines, bytes=nbytes)
             self.emit(
                 records.events_lost(
-                    _now_ns(), self.host, self._next_seq(), count=lines, where="file",
-                    since_ns=self.started_ns, lost_bytes=nbytes,
+                    _now_ns(),
+                    self.host,
+                    self._next_seq(),
+                    count=lines,
+                    where="file",
+                    since_ns=self.started_ns,
+                    lost_bytes=nbytes,
                 )
             )
             self.log_file.write_lines(self.pending_lines)
@@ -277,7 +282,10 @@ class Daemon:
     def _origin_of(self, ev: ExecEvent, s: Session) -> tuple[str, bytes | None]:
         command = extract_command(ev.argv)
         origin = classify_origin(
-            ev.argv, ev.filename, parent_is_root=ev.ppid == s.pid, claude_exe=os.fsencode(s.executable) or None
+            ev.argv,
+            ev.filename,
+            parent_is_root=ev.ppid == s.pid,
+            claude_exe=os.fsencode(s.executable) or None,
         )
         return origin, command
 
@@ -308,8 +316,15 @@ class Daemon:
             if why is not None:
                 if info is None:  # gone already (a quick `claude --version`)
                     info = ProcInfo(
-                        pid=ev.pid, ppid=ev.ppid, comm=ev.comm, exe=resolved, cmdline=ev.filename,
-                        start_ticks=ev.start_ticks, uid=0, gid=0, state="X",
+                        pid=ev.pid,
+                        ppid=ev.ppid,
+                        comm=ev.comm,
+                        exe=resolved,
+                        cmdline=ev.filename,
+                        start_ticks=ev.start_ticks,
+                        uid=0,
+                        gid=0,
+                        state="X",
                     )
                 return info, why
         if info is None:
@@ -372,7 +387,9 @@ class Daemon:
         if s is None:
             # A root the kernel adopted whose candidate record was lost, or one seeded just now.
             info = self.proc.read(ev.session_root)
-            reason = is_claude(info, self.matchers) if info and info.start_ticks == ev.root_start_ticks else None
+            reason = (
+                is_claude(info, self.matchers) if info and info.start_ticks == ev.root_start_ticks else None
+            )
             if info is None or reason is None:
                 if ev.track_flags:
                     self.dropped_not_session += 1
@@ -400,7 +417,10 @@ class Daemon:
         s.exit_code = exit_status(ev.exit_code)
         self.emit(
             records.session_ended(
-                ev.wall_time_ns, self.host, self._next_seq(), claude=self._session_claude(s),
+                ev.wall_time_ns,
+                self.host,
+                self._next_seq(),
+                claude=self._session_claude(s),
                 exit_code=s.exit_code,
             )
         )
@@ -424,7 +444,11 @@ class Daemon:
                 log.warning("events lost", where=where, count=delta)
                 self.emit(
                     records.events_lost(
-                        _now_ns(), self.host, self._next_seq(), count=delta, where=where,
+                        _now_ns(),
+                        self.host,
+                        self._next_seq(),
+                        count=delta,
+                        where=where,
                         since_ns=self.started_ns,
                     )
                 )
@@ -527,9 +551,14 @@ class Daemon:
         found = self.scan("startup")
         self.emit(
             records.daemon_started(
-                _now_ns(), self.host, self._next_seq(), version=__version__, pid=os.getpid(),
+                _now_ns(),
+                self.host,
+                self._next_seq(),
+                version=__version__,
+                pid=os.getpid(),
                 config_path=str(self.config_path) if self.config_path else None,
-                sessions=found, probes=list(PROBES),
+                sessions=found,
+                probes=list(PROBES),
             )
         )
         self.flush()
@@ -588,8 +617,12 @@ class Daemon:
         if self.log_file is not None:
             self.emit(
                 records.daemon_stopped(
-                    _now_ns(), self.host, self._next_seq(), records_written=self.records_written + 1,
-                    events_lost=self.events_lost, reason=self.flags.stop_reason or "stopped",
+                    _now_ns(),
+                    self.host,
+                    self._next_seq(),
+                    records_written=self.records_written + 1,
+                    events_lost=self.events_lost,
+                    reason=self.flags.stop_reason or "stopped",
                 )
             )
             self.flush()
@@ -599,8 +632,6 @@ class Daemon:
             self.sensor = None
         if self.journal is not None:
             self.journal.close()
-        try:
+        with contextlib.suppress(OSError):
             (self.config.daemon.runtime_dir / "status.json").unlink()
-        except OSError:
-            pass
         log.info("stopped", records=self.records_written, lost=self.events_lost)

@@ -47,33 +47,48 @@ def problems(
     missing = [name for bit, name in NEEDED_CAPS.items() if not caps & (1 << bit)]
     if missing:
         found.append(
-            Problem("privileges", f"missing capabilities {', '.join(missing)} (uid {os.getuid()})",
-                    "run as root, or under the systemd unit, which grants them")
+            Problem(
+                "privileges",
+                f"missing capabilities {', '.join(missing)} (uid {os.getuid()})",
+                "run as root, or under the systemd unit, which grants them",
+            )
         )
     if not btf.exists():
         found.append(
-            Problem("btf", f"no kernel BTF at {btf}",
-                    "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (kernel struct offsets come from it)")
+            Problem(
+                "btf",
+                f"no kernel BTF at {btf}",
+                "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (kernel struct offsets come from it)",
+            )
         )
     if not (tracefs / "events").is_dir():
         found.append(
-            Problem("tracefs", f"tracefs is not mounted at {tracefs}",
-                    f"mount -t tracefs nodev {tracefs}  (make setup does it; the unit does it at start)")
+            Problem(
+                "tracefs",
+                f"tracefs is not mounted at {tracefs}",
+                f"mount -t tracefs nodev {tracefs}  (make setup does it; the unit does it at start)",
+            )
         )
     kdir = modules / platform.release()
     if not any((kdir / d / "include" / "linux" / "sched.h").exists() for d in ("build", "source")):
         found.append(
-            Problem("headers", f"no kernel headers under {kdir}/build (BCC needs some to compile)",
-                    "apt install linux-headers-amd64, then link "
-                    f"{kdir}/build -> /usr/src/linux-headers-<v>-amd64 and {kdir}/source -> "
-                    "/usr/src/linux-headers-<v>-common (scripts/setup-host.sh does this)")
+            Problem(
+                "headers",
+                f"no kernel headers under {kdir}/build (BCC needs some to compile)",
+                "apt install linux-headers-amd64, then link "
+                f"{kdir}/build -> /usr/src/linux-headers-<v>-amd64 and {kdir}/source -> "
+                "/usr/src/linux-headers-<v>-common (scripts/setup-host.sh does this)",
+            )
         )
     try:
         import bcc  # noqa: F401
     except ImportError as exc:
         found.append(
-            Problem("bcc", f"cannot import bcc: {exc}",
-                    "apt install python3-bpfcc and run with /usr/bin/python3 or a venv made with "
-                    "--system-site-packages (the PyPI package named bcc is unrelated)")
+            Problem(
+                "bcc",
+                f"cannot import bcc: {exc}",
+                "apt install python3-bpfcc and run with /usr/bin/python3 or a venv made with "
+                "--system-site-packages (the PyPI package named bcc is unrelated)",
+            )
         )
     return found

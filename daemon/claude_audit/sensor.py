@@ -7,6 +7,7 @@ tracked process is tracked by the kernel; only then are sessions seeded from /pr
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import os
 import time
@@ -150,10 +151,8 @@ class Sensor:
 
     def remove_root(self, pid: int) -> None:
         """Stop treating pid as a session root (its tracked descendants are not touched)."""
-        try:
+        with contextlib.suppress(KeyError):
             del self.roots[ctypes.c_uint32(pid)]
-        except KeyError:
-            pass
 
     def root_pids(self) -> dict[int, tuple[int, int]]:
         """pid -> (start_ticks, flags) of every root in the kernel map."""

@@ -16,7 +16,8 @@ from session import session_dirs
 def claude_bin(request: pytest.FixtureRequest) -> Path:
     """The `claude` link of each pinned release, installed into .e2e-cache/claude once."""
     if shutil.which("npm") is None:
-        pytest.skip("npm not on PATH (Debian 12: apt-get install nodejs npm)")
+        # make test installs npm (scripts/setup-host.sh); its absence is a broken set-up, not a skip
+        pytest.fail("npm not on PATH: run `make test`, which installs it")
     return install_claude(request.param)
 
 

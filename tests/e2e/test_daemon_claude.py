@@ -51,8 +51,12 @@ def test_session_execs_recorded_and_attributed(
     with running_daemon(e2e_dir) as d:
         r = run_session(claude_bin, fake_api.url, tag_prompt("s1"), e2e_dir / "home", e2e_dir / "cwd")
         assert r.returncode == 0, r.stderr
-        d.wait_for(lambda rs: done.exists() and any(
-            e["process"]["args"] == ["/bin/echo", "double-forked"] for e in execs(rs)))
+        d.wait_for(
+            lambda rs: (
+                done.exists()
+                and any(e["process"]["args"] == ["/bin/echo", "double-forked"] for e in execs(rs))
+            )
+        )
     recs = d.records()
     ex = execs(recs)
     assert not [e for e in ex if UNRELATED in e["process"]["args"]]
@@ -78,7 +82,9 @@ def test_session_execs_recorded_and_attributed(
     assert "events-lost" not in actions
 
 
-def test_concurrent_sessions_are_kept_apart(claude_bin: Path, fake_api: FakeAnthropicAPI, e2e_dir: Path) -> None:
+def test_concurrent_sessions_are_kept_apart(
+    claude_bin: Path, fake_api: FakeAnthropicAPI, e2e_dir: Path
+) -> None:
     """Two sessions at once: each exec is attributed to its own session and invocation."""
     fake_api.set_script("a", ["/bin/echo from-a-1", "/bin/echo from-a-2"])
     fake_api.set_script("b", ["/bin/echo from-b-1", "/bin/echo from-b-2"])
@@ -86,12 +92,16 @@ def test_concurrent_sessions_are_kept_apart(claude_bin: Path, fake_api: FakeAnth
         pa = start_session(claude_bin, fake_api.url, tag_prompt("a"), e2e_dir / "home", e2e_dir / "cwd-a")
         pb = start_session(claude_bin, fake_api.url, tag_prompt("b"), e2e_dir / "home", e2e_dir / "cwd-b")
         for p in (pa, pb):
-            out, err = p.communicate(timeout=120)
+            _, err = p.communicate(timeout=120)
             assert p.returncode == 0, err
         d.wait_for(lambda rs: sum(1 for e in execs(rs) if e["process"]["args"][:1] == ["/bin/echo"]) >= 4)
     ex = execs(d.records())
     for tag, p in (("a", pa), ("b", pb)):
-        mine = [e for e in ex if e["process"]["args"][:1] == ["/bin/echo"] and f"from-{tag}" in e["process"]["args"][1]]
+        mine = [
+            e
+            for e in ex
+            if e["process"]["args"][:1] == ["/bin/echo"] and f"from-{tag}" in e["process"]["args"][1]
+        ]
         assert len(mine) == 2
         assert {e["claude"]["pid"] for e in mine} == {p.pid}
         assert len({e["claude"]["invocation"] for e in mine}) == 2

@@ -57,6 +57,10 @@ def test_install_run_reload_purge(deb: Path) -> None:
         noninteractive = {"DEBIAN_FRONTEND": "noninteractive"}
         r = env.run(["apt-get", "purge", "-y", "-q", "claude-audit"], env=noninteractive)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        for gone in ("/etc/claude-audit", "/var/log/claude-audit", "/var/lib/claude-audit",
-                     "/usr/lib/claude-audit"):
+        for gone in (
+            "/etc/claude-audit",
+            "/var/log/claude-audit",
+            "/var/lib/claude-audit",
+            "/usr/lib/claude-audit",
+        ):
             assert not env.path(gone).exists(), gone

@@ -11,9 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sensor_util import Collector  # noqa: E402
+from sensor_util import Collector
 
-from claude_audit.sensor import RingQueue, Sensor, SensorSettings  # noqa: E402
+from claude_audit.sensor import RingQueue, Sensor, SensorSettings
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -35,7 +35,9 @@ class Collector:
         self.events.extend(decode_event(raw, off) for raw in self.queue.drain())
 
     def execs(self, root: int | None = None) -> list[ExecEvent]:
-        return [e for e in self.events if isinstance(e, ExecEvent) and (root is None or e.session_root == root)]
+        return [
+            e for e in self.events if isinstance(e, ExecEvent) and (root is None or e.session_root == root)
+        ]
 
     def wait_for(self, pred: Callable[[], bool], timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

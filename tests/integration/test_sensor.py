@@ -17,7 +17,9 @@ from claude_audit.sensor import Sensor
 
 def test_nested_commands_are_tracked_at_any_depth(sensor: Sensor, collector: Collector) -> None:
     """Commands run by a root, and by its children's children, are all reported with that root."""
-    with watched_root(sensor, "/bin/echo one >/dev/null; bash -c 'bash -c \"/bin/true deep; :\"; :'; :") as root:
+    with watched_root(
+        sensor, "/bin/echo one >/dev/null; bash -c 'bash -c \"/bin/true deep; :\"; :'; :"
+    ) as root:
         pass
     collector.settle()
     argvs = [e.argv for e in collector.execs(root)]
@@ -40,7 +42,7 @@ def test_reparented_descendants_stay_tracked(sensor: Sensor, collector: Collecto
     )
     with watched_root(sensor, script) as root:
         pass
-    collector.wait_for(lambda: done.exists())
+    collector.wait_for(done.exists)
     collector.settle()
     by_arg = {e.argv[-1]: e for e in collector.execs(root) if e.argv}
     for tag in (b"double-fork", b"setsid-child", b"nohup-child", b"disowned"):
@@ -52,7 +54,9 @@ def test_reparented_descendants_stay_tracked(sensor: Sensor, collector: Collecto
 def test_argv_bytes_preserved_exactly(sensor: Sensor, collector: Collector) -> None:
     """Spaces, newlines, quotes, escapes, empty args and invalid UTF-8 come through byte for byte."""
     weird = [b"/bin/true", b"a b", b"line1\nline2", b"", b"\xff\xfe\x80bad", b"\x1b[31mred", b"q\"'\\"]
-    with watched_root(sensor, ["/bin/bash", "-c", 'read -r _; exec "$@"', "bash", *[os.fsdecode(a) for a in weird]]):
+    with watched_root(
+        sensor, ["/bin/bash", "-c", 'read -r _; exec "$@"', "bash", *[os.fsdecode(a) for a in weird]]
+    ):
         pass
     collector.settle()
     assert weird in [e.argv for e in collector.execs()]
@@ -61,7 +65,9 @@ def test_argv_bytes_preserved_exactly(sensor: Sensor, collector: Collector) -> N
 def test_32k_argument_is_captured_whole(sensor: Sensor, collector: Collector) -> None:
     """With a 32 KiB cap, a 32 000-byte argument arrives complete and unflagged."""
     big = b"x" * 31_000 + b"\xc3\xa9" * 500
-    with watched_root(sensor, ["/bin/bash", "-c", 'read -r _; exec "$@"', "bash", "/bin/true", os.fsdecode(big)]):
+    with watched_root(
+        sensor, ["/bin/bash", "-c", 'read -r _; exec "$@"', "bash", "/bin/true", os.fsdecode(big)]
+    ):
         pass
     collector.settle()
     ev = next(e for e in collector.execs() if e.filename == b"/bin/true")
@@ -123,7 +129,7 @@ def test_moderate_storm_loses_nothing(sensor: Sensor, collector: Collector) -> N
 
 
 def test_exec_named_claude_adopts_pending_root(sensor: Sensor, collector: Collector, tmp_path: Path) -> None:
-    """An untracked exec whose comm is "claude" is adopted by the kernel at once, so its first child is caught."""
+    """An untracked exec named "claude" is adopted by the kernel at once, so its first child is caught."""
     fake = tmp_path / "claude"
     fake.write_text("#!/bin/bash\n/bin/echo first-child\n")
     fake.chmod(0o755)

@@ -15,8 +15,13 @@ HEADER = L.BPF_DIR / "claude_audit.h"
 
 def _c_layout(tmp_path: Path, structs: dict[str, type[ctypes.Structure]]) -> dict[str, int]:
     """Compile a program that prints sizeof/offsetof for every mirrored field, and parse its output."""
-    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/types.h>", f'#include "{HEADER}"',
-             "int main(void) {"]
+    lines = [
+        "#include <stdio.h>",
+        "#include <stddef.h>",
+        "#include <linux/types.h>",
+        f'#include "{HEADER}"',
+        "int main(void) {",
+    ]
     for cname, py in structs.items():
         lines.append(f'printf("{cname} %zu\\n", sizeof(struct {cname}));')
         for fname, *_ in py._fields_:
@@ -62,8 +67,24 @@ def test_constants_match_header() -> None:
         parts = line.split()
         if len(parts) >= 3 and parts[0] == "#define":
             defines[parts[1]] = parts[2]
-    for name in ("EVENT_EXEC", "EVENT_CANDIDATE", "EVENT_EXIT", "TRACK_PENDING_ROOT", "TRACK_SEEDED",
-                 "EXEC_ARGS_TRUNCATED", "EXEC_FILENAME_TRUNCATED", "EXEC_ARGS_UNREADABLE", "EXEC_IS_ROOT",
-                 "COUNTER_RING_LOST", "COUNTER_TRACK_FULL", "COUNTER_CANDIDATE_LOST", "COUNTER_STALE_PID",
-                 "COUNTER_EXECS_SEEN", "COUNTER_MAX", "COMM_LEN", "CANDIDATE_EXEC", "CANDIDATE_RENAME"):
+    for name in (
+        "EVENT_EXEC",
+        "EVENT_CANDIDATE",
+        "EVENT_EXIT",
+        "TRACK_PENDING_ROOT",
+        "TRACK_SEEDED",
+        "EXEC_ARGS_TRUNCATED",
+        "EXEC_FILENAME_TRUNCATED",
+        "EXEC_ARGS_UNREADABLE",
+        "EXEC_IS_ROOT",
+        "COUNTER_RING_LOST",
+        "COUNTER_TRACK_FULL",
+        "COUNTER_CANDIDATE_LOST",
+        "COUNTER_STALE_PID",
+        "COUNTER_EXECS_SEEN",
+        "COUNTER_MAX",
+        "COMM_LEN",
+        "CANDIDATE_EXEC",
+        "CANDIDATE_RENAME",
+    ):
         assert int(defines[name], 0) == getattr(L, name), name

@@ -25,8 +25,16 @@ class _Builder:
         self.strs += s.encode() + b"\0"
         return off
 
-    def add(self, kind: int, name: str, size_or_type: int, members: list[tuple[str, int, int]] = (),
-            extra: bytes = b"", kind_flag: bool = False) -> int:
+    def add(
+        self,
+        kind: int,
+        name: str,
+        size_or_type: int,
+        *,
+        members: tuple[tuple[str, int, int], ...] | list[tuple[str, int, int]] = (),
+        extra: bytes = b"",
+        kind_flag: bool = False,
+    ) -> int:
         info = (kind << 24) | len(members) | (1 << 31 if kind_flag else 0)
         self.types += struct.pack("<III", self.name(name), info, size_or_type) + extra
         for mname, mtype, bits in members:
@@ -43,10 +51,10 @@ def _sample() -> bytes:
     b = _Builder()
     u64 = b.add(KIND_INT, "u64", 8, extra=struct.pack("<I", 64))
     ptr = b.add(KIND_PTR, "", u64)
-    inner = b.add(KIND_STRUCT, "", 16, [("arg_start", u64, 0), ("arg_end", u64, 64)])
-    uni = b.add(KIND_UNION, "", 16, [("", inner, 0)])
-    b.add(KIND_STRUCT, "mm_struct", 40, [("first", ptr, 0), ("", uni, 128)])
-    b.add(KIND_STRUCT, "flags", 4, [("bit", u64, (1 << 24) | 3)], kind_flag=True)
+    inner = b.add(KIND_STRUCT, "", 16, members=[("arg_start", u64, 0), ("arg_end", u64, 64)])
+    uni = b.add(KIND_UNION, "", 16, members=[("", inner, 0)])
+    b.add(KIND_STRUCT, "mm_struct", 40, members=[("first", ptr, 0), ("", uni, 128)])
+    b.add(KIND_STRUCT, "flags", 4, members=[("bit", u64, (1 << 24) | 3)], kind_flag=True)
     return b.blob()
 
 

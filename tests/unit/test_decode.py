@@ -15,10 +15,24 @@ from claude_audit.events import CandidateEvent, ExecEvent, ExitEvent, TrackFlag
 
 def _exec_record(filename: bytes, argv_area: bytes, flags: int = 0, orig: int | None = None) -> bytes:
     h = L.ExecEventHeader(
-        type=L.EVENT_EXEC, pid=10, tid=11, ppid=9, uid=1000, gid=1001, root=5, invocation=7,
-        boot_ns=1_000, start_ticks=50, root_start_ticks=40, invocation_start_ticks=45, cgroup_id=99,
-        flags=flags, filename_len=len(filename), args_len=len(argv_area),
-        args_orig_len=len(argv_area) if orig is None else orig, comm=b"bash",
+        type=L.EVENT_EXEC,
+        pid=10,
+        tid=11,
+        ppid=9,
+        uid=1000,
+        gid=1001,
+        root=5,
+        invocation=7,
+        boot_ns=1_000,
+        start_ticks=50,
+        root_start_ticks=40,
+        invocation_start_ticks=45,
+        cgroup_id=99,
+        flags=flags,
+        filename_len=len(filename),
+        args_len=len(argv_area),
+        args_orig_len=len(argv_area) if orig is None else orig,
+        comm=b"bash",
     )
     return bytes(h) + filename + argv_area
 
@@ -60,14 +74,24 @@ def test_short_and_lying_records_are_errors() -> None:
 
 def test_candidate_and_exit() -> None:
     """Candidate and exit records decode to their own event types."""
-    c = L.CandidateEventRaw(type=L.EVENT_CANDIDATE, pid=3, ppid=2, reason=L.CANDIDATE_RENAME, boot_ns=10,
-                            start_ticks=7, comm=b"claude", filename=b"")
+    c = L.CandidateEventRaw(
+        type=L.EVENT_CANDIDATE,
+        pid=3,
+        ppid=2,
+        reason=L.CANDIDATE_RENAME,
+        boot_ns=10,
+        start_ticks=7,
+        comm=b"claude",
+        filename=b"",
+    )
     ev = decode_event(bytes(c), 1)
-    assert ev == CandidateEvent(wall_time_ns=11, pid=3, ppid=2, reason="rename", comm=b"claude", filename=b"",
-                                start_ticks=7)
+    assert ev == CandidateEvent(
+        wall_time_ns=11, pid=3, ppid=2, reason="rename", comm=b"claude", filename=b"", start_ticks=7
+    )
     x = L.ExitEventRaw(type=L.EVENT_EXIT, pid=3, root=3, exit_code=256, boot_ns=10, start_ticks=7)
-    assert decode_event(bytes(x), 0) == ExitEvent(wall_time_ns=10, pid=3, session_root=3, root_start_ticks=7,
-                                                  exit_code=256)
+    assert decode_event(bytes(x), 0) == ExitEvent(
+        wall_time_ns=10, pid=3, session_root=3, root_start_ticks=7, exit_code=256
+    )
     assert ctypes.sizeof(x) == len(bytes(x))
 
 
