@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from . import __version__, records
+from . import __version__, heartbeat, records
 from . import bpf_layout as L
 from .claude import classify_origin, claude_env_info, extract_command, parse_session_file
 from .config import Config, ConfigError, load_config
@@ -547,7 +547,9 @@ class Daemon:
             max_tracked_processes=self.config.capture.max_tracked_processes,
             candidate_comms=(*d.comm_names, "claude.exe"),
         )
+        previous = heartbeat.read_previous(self.config.daemon.state_dir)
         self.sensor = self.sensor_factory(settings, self.queue)
+        attached_ns = _now_ns()
         found = self.scan("startup")
         self.emit(
             records.daemon_started(
@@ -561,6 +563,21 @@ class Daemon:
                 probes=list(PROBES),
             )
         )
+        if previous is not None:
+            reason = "stopped" if previous.clean_stop else "crash"
+            self.emit(
+                records.unwatched_window(
+                    _now_ns(),
+                    self.host,
+                    self._next_seq(),
+                    from_ns=previous.last_alive_ns,
+                    to_ns=attached_ns,
+                    reason=reason,
+                )
+            )
+            if reason == "crash":
+                log.warning("previous run did not stop cleanly", pid=previous.pid)
+        heartbeat.write(self.config.daemon.state_dir, _now_ns())
         self.flush()
         self.write_status()
         self.notifier.notify("READY=1")
@@ -599,6 +616,7 @@ class Daemon:
                     self.report_losses()
                     self.flush()
                     self.write_status()
+                    heartbeat.write(self.config.daemon.state_dir, _now_ns())
                     self.notifier.notify(f"STATUS={self.status_text()}")
                     self.notifier.notify("WATCHDOG=1")
                     next_tick = now + flush_every
@@ -627,6 +645,7 @@ class Daemon:
             )
             self.flush()
             self.log_file.close()
+            heartbeat.write(self.config.daemon.state_dir, _now_ns(), clean_stop=True)
         if self.sensor is not None:
             self.sensor.close()
             self.sensor = None

@@ -297,3 +297,28 @@ def events_lost(
     if lost_bytes is not None:
         lost["bytes"] = lost_bytes
     return _lifecycle(now_ns, host, seq, "events-lost", type_="info", details={"lost": lost})
+
+
+def unwatched_window(
+    now_ns: int, host: HostInfo, seq: int, *, from_ns: int, to_ns: int, reason: str
+) -> dict[str, Any]:
+    """Record a span in which no daemon was watching: from the previous run's last sign of life to this
+    run's probes being attached. `reason` is "crash" (the previous run did not stop cleanly: killed,
+    hung, power loss) or "stopped" (it stopped cleanly; nothing watched until this start)."""
+    rec = _lifecycle(
+        now_ns,
+        host,
+        seq,
+        "unwatched-window",
+        type_="info",
+        details={
+            "unwatched": {
+                "from": rfc3339_ns(from_ns),
+                "to": rfc3339_ns(to_ns),
+                "seconds": round((to_ns - from_ns) / 1e9, 3),
+                "reason": reason,
+            }
+        },
+    )
+    rec["event"]["kind"] = "alert" if reason == "crash" else "event"
+    return rec
