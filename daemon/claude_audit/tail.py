@@ -370,6 +370,14 @@ class _Source:
                 over, self.buf, self.skipping = self.buf, b"", True
                 yield over
 
+    def seek_end(self) -> None:
+        """Go to the end of the file, skipping the rest of a line the file ends in the middle of."""
+        size = os.fstat(self.fd).st_size
+        if size:
+            os.lseek(self.fd, size - 1, os.SEEK_SET)
+            self.skipping = os.read(self.fd, 1) != b"\n"
+            self.pos = size
+
     def rest(self) -> Iterator[bytes]:
         """The bytes held after the last newline, as a final line: this file will not be written again."""
         if self.buf and not self.skipping:
@@ -400,25 +408,44 @@ def _rotated(path: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def _open_rotated(path: Path, current: _Source) -> list[_Source]:
-    """Open the rotated files, oldest first, leaving out any that is the same file as another.
+def _open_rotated(
+    path: Path, skip: set[tuple[int, int]], newer_than: tuple[int, int] | None = None
+) -> list[_Source]:
+    """Open the rotated files path.N ... path.1, oldest first, leaving out `skip` and duplicates.
 
-    The current file is opened before them: if a rotation runs meanwhile, the file opened as current
-    shows up again as path.1 (same inode, skipped) and nothing older is missed.
+    With `newer_than`, only the files rotated after that one (numbered below it), and none at all if it is
+    not among them (then which files are newer cannot be known).
+
+    Callers open the current file first: if a rotation runs meanwhile, it shows up again as path.1 (same
+    inode, in `skip`) and nothing older is missed.
     """
-    seen = {current.ident}
+    seen = set(skip)
     sources: list[_Source] = []
-    for p in _rotated(path):
-        try:
-            fd = _open(p)
-        except FileNotFoundError:
-            continue  # moved away by a rotation running now; it reappears under the next number
-        src = _Source(fd)
-        if src.ident in seen:
+    found = newer_than is None
+    try:
+        for p in _rotated(path):
+            try:
+                fd = _open(p)
+            except FileNotFoundError:
+                continue  # moved by a rotation running now; it reappears under the next number
+            src = _Source(fd)
+            if src.ident == newer_than:
+                src.close()
+                found = True
+                break
+            if src.ident in seen:
+                src.close()
+                continue
+            seen.add(src.ident)
+            sources.append(src)
+    except BaseException:
+        for src in sources:
             src.close()
-            continue
-        seen.add(src.ident)
-        sources.append(src)
+        raise
+    if not found:
+        for src in sources:
+            src.close()
+        return []
     sources.reverse()
     return sources
 
@@ -443,10 +470,12 @@ def follow(
     Starts at the end of the file (the first partial line, if the file ends mid-line, is skipped) unless
     `from_start`. With `include_rotated`, first yields every line of path.N ... path.1 (oldest first), then
     `path` from its start. Whenever the file is at its end, a rotation is looked for: if `path` now names
-    another file, the old one is read to its end and then the new one from its start; if `path` was
+    another file, the old one is read to its end, then any files rotated after it (path.k ... path.1, if
+    several rotations happened between two looks), then the new one from its start; if `path` was
     truncated in place (copytruncate), reading restarts at its start. So with rotate.py's rotation no
-    line is lost or repeated. A partial last line is held until its newline arrives; one left in a file
-    that was rotated away is yielded as it is (rotate.py never leaves one, so it is a broken line).
+    line is lost or repeated (unless more rotations happen between two looks than there are backups).
+    A partial last line is held until its newline arrives; one left in a file that was rotated away is
+    yielded as it is (rotate.py never leaves one, so it is a broken line).
 
     `stop` is called each time the file is at its end and nothing has changed: True ends the iteration
     (so `stop=lambda: True` reads what is there and returns). Opening the file at the start raises
@@ -454,37 +483,36 @@ def follow(
     keeps the current file.
     """
     current = _Source(_open(path))
+    queue: list[_Source] = []
+    """Files to read whole before `current`: rotated ones (oldest first) and the current one's elders."""
     try:
-        backlog = _open_rotated(path, current) if include_rotated else []
-    except BaseException:
-        current.close()
-        raise
-    try:
-        for src in backlog:
-            yield from src.lines()
-            yield from src.rest()
-            src.close()
-        if not (from_start or include_rotated):
-            size = os.fstat(current.fd).st_size
-            if size:
-                os.lseek(current.fd, size - 1, os.SEEK_SET)
-                last = os.read(current.fd, 1)
-                current.pos = size
-                current.skipping = last != b"\n"
+        if include_rotated:
+            queue = _open_rotated(path, {current.ident})
+        elif not from_start:
+            current.seek_end()
         while True:
+            while queue:
+                yield from queue[0].lines()
+                yield from queue[0].rest()
+                queue.pop(0).close()
             # Look at the path before reading to the end: whatever the writer put in the old file before
             # it rotated is then read from the old file before the switch.
             now = _identity(path)
             yield from current.lines()
             if now is not None and now != current.ident:
                 try:
-                    fd = _open(path)
+                    new = _Source(_open(path))
                 except OSError:
-                    pass  # gone again, or not readable: keep the old file and look again
-                else:
+                    new = None  # gone again, or not readable: keep the old file and look again
+                if new is not None:
                     yield from current.rest()
+                    try:
+                        # More than one rotation since the last look: the files between come first.
+                        queue = _open_rotated(path, {new.ident}, newer_than=current.ident)
+                    except OSError:
+                        queue = []
                     current.close()
-                    current = _Source(fd)
+                    current = new
                     continue
             elif os.fstat(current.fd).st_size < current.pos:
                 yield from current.rest()
@@ -496,7 +524,7 @@ def follow(
             time.sleep(poll_interval)
     finally:
         current.close()
-        for src in backlog:
+        for src in queue:
             src.close()
 
 
@@ -578,7 +606,9 @@ def tail_main(args: argparse.Namespace, config: Config, *, out: TextIO | None = 
                 continue
             # A terminal that cannot show a character gets its \\uXXXX spelling instead of an error.
             stream.write(text.encode(encoding, "backslashreplace").decode(encoding) + "\n")
-            stream.flush()
+            if not no_follow:
+                stream.flush()  # a follower wants each line as it comes
+        stream.flush()
     except KeyboardInterrupt:
         return EX_OK
     except BrokenPipeError:
