@@ -66,9 +66,48 @@ static __always_inline u64 task_start_ticks(void *task) {
     return task_u64(leader ? leader : task, OFF_TASK_START_BOOTTIME) / NS_PER_TICK;
 }
 
+#ifndef VIEW_PIDNS_INUM
+#define VIEW_PIDNS_INUM 0 /* 0: the daemon runs in the initial pid namespace; pids are global */
+#endif
+#define MAX_PIDNS_LEVEL 8
+
+/* A task's pid as seen from the daemon's pid namespace (what its /proc shows), 0 if not visible there.
+ * Kernel hooks see global pids; a daemon in a container or a systemd namespace reads a /proc with other
+ * numbers, so every pid it records or looks up is taken from the matching level of struct pid. */
+static __always_inline u32 view_pid(void *task) {
+#if VIEW_PIDNS_INUM == 0
+    return task_u32(task, OFF_TASK_PID);
+#else
+    void *pid = task_ptr(task, OFF_TASK_THREAD_PID);
+    if (!pid)
+        return 0;
+    u32 level = task_u32(pid, OFF_PID_LEVEL);
+#pragma unroll
+    for (int i = 0; i < MAX_PIDNS_LEVEL; i++) {
+        if (i > level)
+            break;
+        char *upid = (char *)pid + OFF_PID_NUMBERS + i * SIZEOF_UPID;
+        void *ns = task_ptr(upid, OFF_UPID_NS);
+        if (ns && task_u32(ns, OFF_PIDNS_NS + OFF_NS_COMMON_INUM) == VIEW_PIDNS_INUM)
+            return task_u32(upid, OFF_UPID_NR);
+    }
+    return 0;
+#endif
+}
+
+/* The process id (tgid) of a task in the daemon's view: its thread-group leader's pid. */
+static __always_inline u32 view_tgid(void *task) {
+#if VIEW_PIDNS_INUM == 0
+    return task_u32(task, OFF_TASK_TGID);
+#else
+    void *leader = task_ptr(task, OFF_TASK_GROUP_LEADER);
+    return view_pid(leader ? leader : task);
+#endif
+}
+
 static __always_inline u32 task_ppid(void *task) {
     void *parent = task_ptr(task, OFF_TASK_REAL_PARENT);
-    return parent ? task_u32(parent, OFF_TASK_TGID) : 0;
+    return parent ? view_tgid(parent) : 0;
 }
 
 /* The session root entry for tgid, if it is a live root. A stale entry (the root died and its pid was
@@ -125,10 +164,12 @@ static __always_inline int comm_is_candidate(const char *comm) {
 RAW_TRACEPOINT_PROBE(sched_process_fork) {
     void *parent = (void *)ctx->args[0];
     void *child = (void *)ctx->args[1];
-    u32 parent_tgid = task_u32(parent, OFF_TASK_TGID);
-    u32 child_tgid = task_u32(child, OFF_TASK_TGID);
-    if (child_tgid == parent_tgid)
+    if (task_u32(child, OFF_TASK_TGID) == task_u32(parent, OFF_TASK_TGID))
         return 0; /* a new thread: its process is already tracked (or not) */
+    u32 parent_tgid = view_tgid(parent);
+    u32 child_tgid = view_tgid(child);
+    if (!parent_tgid || !child_tgid)
+        return 0; /* outside the daemon's pid namespace */
 
     u64 parent_start = task_start_ticks(parent);
     u64 child_start = task_start_ticks(child);
@@ -187,9 +228,10 @@ static __always_inline void adopt_pending_root(u32 tgid, u64 start_ticks) {
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exec) {
-    u64 pid_tgid = bpf_get_current_pid_tgid();
-    u32 tgid = pid_tgid >> 32;
     void *task = (void *)bpf_get_current_task();
+    u32 tgid = view_tgid(task);
+    if (!tgid)
+        return 0; /* outside the daemon's pid namespace */
     u64 start_ticks = task_start_ticks(task);
 
     u32 root = 0, invocation = 0, flags = 0;
@@ -232,7 +274,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     }
     e->type = EVENT_EXEC;
     e->pid = tgid;
-    e->tid = (u32)pid_tgid;
+    e->tid = view_pid(task);
     e->ppid = task_ppid(task);
     u64 uid_gid = bpf_get_current_uid_gid();
     e->uid = (u32)uid_gid;
@@ -287,10 +329,12 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
 
 /* A node-based Claude Code (<= 2.0.x) becomes "claude" by renaming itself (process.title). */
 TRACEPOINT_PROBE(task, task_rename) {
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if ((u32)args->pid != tgid)
+    if ((u32)args->pid != (u32)(bpf_get_current_pid_tgid() >> 32))
         return 0; /* a thread renamed itself; only the process's leader name counts */
     void *task = (void *)bpf_get_current_task();
+    u32 tgid = view_tgid(task);
+    if (!tgid)
+        return 0;
     u64 start_ticks = task_start_ticks(task);
     if (live_root(tgid, start_ticks) || live_tracked(tgid, start_ticks))
         return 0; /* already watched: a descendant renaming itself stays in its session */
@@ -308,8 +352,10 @@ TRACEPOINT_PROBE(task, task_rename) {
 TRACEPOINT_PROBE(sched, sched_process_exit) {
     if (!args->group_dead)
         return 0; /* other threads of the process live on */
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
     void *task = (void *)bpf_get_current_task();
+    u32 tgid = view_tgid(task);
+    if (!tgid)
+        return 0;
     u64 start_ticks = task_start_ticks(task);
     struct root_info *r = live_root(tgid, start_ticks);
     if (r) {

@@ -179,6 +179,14 @@ class KernelOffsets:
     task_exit_code: int
     mm_arg_start: int
     mm_arg_end: int
+    task_thread_pid: int
+    pid_level: int
+    pid_numbers: int
+    upid_size: int
+    upid_nr: int
+    upid_ns: int
+    pidns_ns: int
+    ns_common_inum: int
 
     @classmethod
     def from_btf(cls, btf: Btf) -> KernelOffsets:
@@ -193,6 +201,14 @@ class KernelOffsets:
             task_exit_code=btf.member_offset("task_struct", "exit_code"),
             mm_arg_start=btf.member_offset("mm_struct", "arg_start"),
             mm_arg_end=btf.member_offset("mm_struct", "arg_end"),
+            task_thread_pid=btf.member_offset("task_struct", "thread_pid"),
+            pid_level=btf.member_offset("pid", "level"),
+            pid_numbers=btf.member_offset("pid", "numbers"),
+            upid_size=btf.struct_size("upid"),
+            upid_nr=btf.member_offset("upid", "nr"),
+            upid_ns=btf.member_offset("upid", "ns"),
+            pidns_ns=btf.member_offset("pid_namespace", "ns"),
+            ns_common_inum=btf.member_offset("ns_common", "inum"),
         )
 
     def cflags(self) -> list[str]:
@@ -207,4 +223,12 @@ class KernelOffsets:
             f"-DOFF_TASK_EXIT_CODE={self.task_exit_code}",
             f"-DOFF_MM_ARG_START={self.mm_arg_start}",
             f"-DOFF_MM_ARG_END={self.mm_arg_end}",
+            f"-DOFF_TASK_THREAD_PID={self.task_thread_pid}",
+            f"-DOFF_PID_LEVEL={self.pid_level}",
+            f"-DOFF_PID_NUMBERS={self.pid_numbers}",
+            f"-DSIZEOF_UPID={self.upid_size}",
+            f"-DOFF_UPID_NR={self.upid_nr}",
+            f"-DOFF_UPID_NS={self.upid_ns}",
+            f"-DOFF_PIDNS_NS={self.pidns_ns}",
+            f"-DOFF_NS_COMMON_INUM={self.ns_common_inum}",
         ]

@@ -72,6 +72,20 @@ def possible_cpus() -> int:
         return os.cpu_count() or 64
 
 
+def view_pidns_inum(proc: Path = Path("/proc")) -> int:
+    """0 if this process is in the initial pid namespace, else the inode of its pid namespace.
+
+    Records carry the pids of the namespace whose /proc the daemon reads; the BPF program then
+    translates every kernel pid into that namespace (see view_pid in the BPF source).
+    """
+    mine = os.stat(proc / "self" / "ns" / "pid").st_ino
+    # The initial pid namespace has a fixed inode number (PROC_PID_INIT_INO in the kernel).
+    return 0 if mine == PROC_PID_INIT_INO else mine
+
+
+PROC_PID_INIT_INO = 0xEFFFFFFC
+
+
 @dataclass(frozen=True)
 class SensorSettings:
     """What the BPF program is compiled with (from config [capture])."""
@@ -108,6 +122,7 @@ class Sensor:
             f"-DMAX_TRACKED={settings.max_tracked_processes}",
             f"-DRING_PAGES={pages}",
             f"-DNR_CPUS_POSSIBLE={possible_cpus()}",
+            f"-DVIEW_PIDNS_INUM={view_pidns_inum()}",
             "-Wno-unused-function",
         ]
         try:

@@ -108,4 +108,4 @@ def test_running_kernel_offsets_are_plausible() -> None:
         assert 0 < value < size
     assert off.task_tgid == off.task_pid + 4  # pid_t pid; pid_t tgid; adjacent since 2.6
     assert off.mm_arg_end == off.mm_arg_start + 8
-    assert all(f.startswith("-DOFF_") for f in off.cflags())
+    assert all(f.startswith("-D") and "=" in f for f in off.cflags())
