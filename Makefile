@@ -15,7 +15,7 @@ run: setup
 	$(VENV)/bin/claude-audit run
 
 test: setup-test
-	$(VENV)/bin/ruff check daemon tests bench
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest tests
 
