@@ -399,9 +399,9 @@ class Daemon:
             else:
                 s = self._watch(info, "kernel-trigger", reason)
         s.execs += 1
-        if ev.pid == ev.invocation and "session_id" not in s.identity:
+        if ev.pid == ev.invocation and s.identity.get("identity_source") != "session_file":
             # Claude Code writes its session file a moment after it starts; look again at each new
-            # invocation until it is there, then fall back on what it gave its children.
+            # invocation until it is there, and meanwhile use what it gave its children.
             root = self.proc.read(s.pid)
             if root is not None and root.start_ticks == s.start_ticks:
                 self._enrich(s, root)
