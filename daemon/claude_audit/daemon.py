@@ -215,6 +215,15 @@ class Daemon:
         exe = (info.exe or b"").decode(errors="replace")
         s = self.sessions.add(info.pid, info.start_ticks, how, reason, exe)
         seeded = seed_descendants(self.sensor, self.proc, info, self._claude_pid_of)
+        claude_exe = os.fsencode(exe) or None
+        for child in seeded:
+            if child.ppid == info.pid:
+                # A tool call already running: its wrapper's argv is still in /proc, so later execs below
+                # it get the agent's command as if its exec had been seen.
+                argv = child.argv
+                exe_path = child.exe or (argv[0] if argv else b"")
+                origin = classify_origin(argv, exe_path, parent_is_root=True, claude_exe=claude_exe)
+                self.sessions.seed_invocation(s, child, origin, extract_command(argv))
         self._enrich(s, info)
         self.emit(
             records.session_found(

@@ -89,6 +89,12 @@ class SessionTable:
         """The session for a root key, if known."""
         return self.sessions.get(key)
 
+    def seed_invocation(self, s: Session, info: ProcInfo, origin: str, command: bytes | None) -> None:
+        """Register an invocation already running when the session was found (its exec was not seen)."""
+        key = (info.pid, info.start_ticks)
+        if key not in s.invocations:
+            s.invocations[key] = Invocation(info.pid, entity_id(self.boot_id, *key), origin, command)
+
     def live(self) -> list[Session]:
         """Sessions whose root has not exited."""
         return [s for s in self.sessions.values() if not s.ended]
@@ -136,7 +142,7 @@ def seed_descendants(
     proc: ProcFS,
     root: ProcInfo,
     claude_pid_of: Callable[[int], int | None],
-) -> list[int]:
+) -> list[ProcInfo]:
     """Make `root` a session root in the kernel, then track its existing descendants; returns them.
 
     The root goes into the kernel map first: from then on the kernel tracks every fork below anything
@@ -146,7 +152,7 @@ def seed_descendants(
     by the CLAUDE_PID their environment inherited from Claude Code (`claude_pid_of`).
     """
     maps.add_root(root.pid, root.start_ticks)
-    seeded: list[int] = []
+    seeded: list[ProcInfo] = []
     # (pid, start) of each tracked process -> (invocation pid, invocation start)
     inv_of: dict[int, tuple[int, int]] = {root.pid: (0, 0)}
     frontier = {root.pid}
@@ -174,7 +180,7 @@ def seed_descendants(
                     flags=L.TRACK_SEEDED,
                 )
                 maps.track(info.pid, entry)
-            seeded.append(info.pid)
+            seeded.append(info)
             nxt.add(info.pid)
         orphans_done = True
         frontier = nxt
