@@ -55,11 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .doctor import problems
     from .sensor import SensorError
 
-    try:
-        config, path = _load(args.config)
-    except ConfigError as exc:
-        print(f"claude-audit: bad config: {exc}", file=sys.stderr)
-        return EX_CONFIG
+    config, path = _load(args.config)
     _configure_logging(config.daemon.log_level)
     blocking = [p for p in problems() if p.fatal]
     if blocking:
@@ -77,11 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file and print the effective settings."""
-    try:
-        config, path = _load(args.config)
-    except ConfigError as exc:
-        print(f"claude-audit: bad config: {exc}", file=sys.stderr)
-        return EX_CONFIG
+    config, path = _load(args.config)
     print(f"config OK: {path or 'built-in defaults'}")
     print(json.dumps(config.model_dump(mode="json"), indent=2))
     return EX_OK
@@ -101,11 +93,7 @@ def cmd_doctor(_args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Show what the running daemon reports in its status file."""
-    try:
-        config, _ = _load(args.config)
-    except ConfigError as exc:
-        print(f"claude-audit: bad config: {exc}", file=sys.stderr)
-        return EX_CONFIG
+    config, _ = _load(args.config)
     path = config.daemon.runtime_dir / "status.json"
     try:
         status = json.loads(path.read_text())
@@ -150,11 +138,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     """Follow the audit log and print one readable line per record."""
     from .tail import tail_main
 
-    try:
-        config, _ = _load(args.config)
-    except ConfigError as exc:
-        print(f"claude-audit: bad config: {exc}", file=sys.stderr)
-        return EX_CONFIG
+    config, _ = _load(args.config)
     return tail_main(args, config)
 
 
@@ -192,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         rc = int(args.fn(args))
+    except ConfigError as exc:
+        # Every subcommand that reads the config ends here on a bad one: one line, no traceback.
+        print(f"claude-audit: bad config: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except KeyboardInterrupt:
         return 130
     return rc
