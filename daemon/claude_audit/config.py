@@ -130,7 +130,7 @@ class DiscoveryConfig(BaseModel):
         ]
     )
     interpreter_names: list[BaseName] = Field(default_factory=lambda: ["node", "bun"])
-    comm_names: list[CommName] = Field(default_factory=lambda: ["claude"])
+    comm_names: list[CommName] = Field(default_factory=lambda: ["claude", "claude.exe"])
 
 
 class JournalConfig(BaseModel):

@@ -554,7 +554,7 @@ class Daemon:
             filename_max_bytes=self.config.capture.filename_max_bytes,
             ring_buffer_bytes=self.config.capture.ring_buffer_bytes,
             max_tracked_processes=self.config.capture.max_tracked_processes,
-            candidate_comms=(*d.comm_names, "claude.exe"),
+            candidate_comms=tuple(d.comm_names),
         )
         previous = heartbeat.read_previous(self.config.daemon.state_dir)
         self.sensor = self.sensor_factory(settings, self.queue)
