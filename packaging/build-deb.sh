@@ -6,13 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
-version=$($PY -c 'import tomllib;print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
+# CLAUDE_AUDIT_DEB_VERSION overrides the Debian version (tests build two to check upgrades).
+version=${CLAUDE_AUDIT_DEB_VERSION:-$($PY -c 'import tomllib;print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')}
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 root="$stage/root"
 wheels="$root/usr/share/claude-audit/wheels"
 mkdir -p "$wheels" "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/claude-audit" \
-  "$root/etc/logrotate.d" "$root/usr/share/doc/claude-audit"
+  "$root/etc/logrotate.d" "$root/usr/share/doc/claude-audit" "$root/usr/share/claude-audit/bpf"
 
 # Wheels: ours (no deps) + dependencies for CPython 3.11 x86_64 (pydantic-core is binary).
 .venv/bin/pip wheel -q --no-deps -w "$wheels" .
@@ -26,6 +27,9 @@ for sd in "$wheels"/*.tar.gz; do
   .venv/bin/pip wheel -q --no-deps -w "$wheels" "$sd" && rm -f "$sd"
 done
 
+# The BPF program is compiled by BCC at start from its C source; postinst links it where the package
+# looks for it (claude_audit.bpf_layout.BPF_DIR).
+install -m 0644 bpf/claude_audit.bpf.c bpf/claude_audit.h "$root/usr/share/claude-audit/bpf/"
 install -m 0755 packaging/debian/claude-audit.wrapper "$root/usr/bin/claude-audit"
 install -m 0644 systemd/claude-audit.service "$root/lib/systemd/system/claude-audit.service"
 if [ -f etc/config.toml ]; then

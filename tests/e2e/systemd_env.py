@@ -50,6 +50,10 @@ mount --rbind /dev "$R/dev"
 mount -t tmpfs -o mode=0755 tmpfs "$R/run"
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
 mkdir -p "$R/etc/systemd/system" "$R/oldroot"
+# This machine image (a Docker-built one) ships /usr/sbin/policy-rc.d answering 101 ("action
+# forbidden"), so deb-systemd-invoke in a package's postinst would never start a service. A booted
+# Debian host has none: remove it from the overlay (a whiteout; the host's file stays).
+rm -f "$R/usr/sbin/policy-rc.d"
 cat > "$R/etc/systemd/system/claude-e2e.target" <<'EOF'
 @TARGET_UNIT@
 EOF
@@ -228,3 +232,64 @@ def _teardown(
         with suppress(OSError):
             cg.rmdir()
     shutil.rmtree(base, ignore_errors=True)
+
+
+# --- helpers for the claude-audit package inside a booted systemd ---------------------------------------
+
+NONINTERACTIVE = {"DEBIAN_FRONTEND": "noninteractive"}
+AUDIT_LOG = "/var/log/claude-audit/audit.jsonl"
+
+
+def build_deb(version: str | None = None) -> Path:
+    """Build the .deb with packaging/build-deb.sh (optionally with another version); return its path."""
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ)
+    if version is not None:
+        env["CLAUDE_AUDIT_DEB_VERSION"] = version
+    out = subprocess.run(
+        [str(repo / "packaging/build-deb.sh")], capture_output=True, text=True, check=True, env=env
+    )
+    return repo / out.stdout.strip().splitlines()[-1]
+
+
+def apt_install(env: SystemdEnv, deb: Path) -> float:
+    """`apt-get install ./<deb>` inside; returns the seconds it took. Fails the test on error."""
+    inside = f"/root/{deb.name}"
+    env.copy_in(deb, inside)
+    t0 = time.monotonic()
+    r = env.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", inside], env=NONINTERACTIVE, timeout=600
+    )
+    took = time.monotonic() - t0
+    if r.returncode != 0:
+        raise AssertionError(f"apt-get install failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return took
+
+
+def add_user(env: SystemdEnv, name: str = "agent") -> None:
+    """A login user (home /home/<name>) inside, for Claude Code sessions that are not root's."""
+    env.run(["sh", "-c", f"id {name} >/dev/null 2>&1 || useradd -m -s /bin/bash {name}"], check=True)
+
+
+def claude_inside(
+    env: SystemdEnv, claude_bin: Path, api_url: str, prompt: str, user: str = "agent"
+) -> subprocess.Popen[str]:
+    """Start `claude -p <prompt>` inside as `user` (HOME /home/<user>, cwd ~/cwd) without waiting.
+
+    The booted systemd shares the host's network namespace (mount and pid namespaces only), so a fake
+    API on the host's 127.0.0.1 is reachable; the CLI cache under the repository is visible through
+    the overlay's lower layer (the host root).
+    """
+    from session import session_argv, session_env  # the e2e harness (tests/e2e)
+
+    home = f"/home/{user}"
+    with tempfile.TemporaryDirectory(prefix="claude-audit-e2e-env-") as scratch:  # session_env mkdirs
+        senv = session_env(api_url, Path(scratch))
+    senv.update(HOME=home, TMPDIR=f"{home}/tmp", PATH="/usr/local/bin:/usr/bin:/bin", USER=user, LOGNAME=user)
+    script = 'mkdir -p "$HOME/tmp" "$HOME/cwd" && cd "$HOME/cwd" && exec "$@"'
+    cmd = ["runuser", "-u", user, "--", "env", "-i", *(f"{k}={v}" for k, v in senv.items())]
+    cmd += ["sh", "-c", script, "claude-session", *session_argv(claude_bin, prompt)]
+    full = ["nsenter", "-t", str(env.pid), "-m", "-p", "-r", "-w", "--", *cmd]
+    return subprocess.Popen(
+        full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
