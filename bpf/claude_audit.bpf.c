@@ -320,7 +320,10 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     u64 size = __builtin_offsetof(struct exec_event, data) + fname_len + len;
     if (size > sizeof(struct exec_event))
         size = sizeof(struct exec_event);
-    if (events.ringbuf_output(e, size, 0) != 0)
+    /* Waking the daemon for every exec would cost it a poll round per record. It collects the ring on
+     * its own every poll interval (daemon.poll_interval_seconds, 20 ms by default), so exec records
+     * never wake it; session triggers and exits still do. */
+    if (events.ringbuf_output(e, size, BPF_RB_NO_WAKEUP) != 0)
         count(COUNTER_RING_LOST);
     else
         count(COUNTER_EXECS_SEEN);

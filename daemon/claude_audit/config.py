@@ -148,6 +148,7 @@ class DaemonConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     queue_max_events: int = Field(default=262_144, ge=1024)
+    poll_interval_seconds: float = Field(default=0.02, gt=0, le=1.0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     state_dir: AbsPath = Path("/var/lib/claude-audit")
     runtime_dir: AbsPath = Path("/run/claude-audit")

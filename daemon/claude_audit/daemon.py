@@ -161,6 +161,13 @@ class Daemon:
         if self.journal is not None:
             self.journal.send(journal_fields(record, line))
 
+    def write_pending(self) -> None:
+        """Write the queued lines to the audit log now."""
+        assert self.log_file is not None
+        self.log_file.write_lines(self.pending_lines)
+        self.pending_lines = []
+        self.log_file.flush()
+
     def flush(self) -> None:
         """Write queued lines to the audit log, and state any gap a write failure left."""
         assert self.log_file is not None
@@ -608,10 +615,14 @@ class Daemon:
         watchdog_every = self.notifier.watchdog_interval()
         next_scan = time.monotonic() + self.config.discovery.scan_interval_seconds
         next_tick = 0.0
-        timeout_ms = max(10, int(min(flush_every, watchdog_every or flush_every) * 1000))
+        timeout_ms = max(1, int(min(self.config.daemon.poll_interval_seconds, watchdog_every or 1.0) * 1000))
         try:
             while not self.flags.stop:
                 self.loop_once(timeout_ms)
+                if self.pending_lines:
+                    # Records reach the file as soon as they are decoded, not at the next tick: the
+                    # tick only paces status, loss reports and the watchdog.
+                    self.write_pending()
                 if self.pending:
                     self.recheck_pending()
                 now = time.monotonic()

@@ -8,6 +8,7 @@ invalid-UTF-8 rule of docs/DESIGN.md: readable text, flag `invalid_utf8`, exact 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import shlex
 import time
@@ -41,12 +42,21 @@ class HostInfo:
     """Wall-clock time of boot in ns (CLOCK_REALTIME - CLOCK_BOOTTIME); enables process.start."""
 
 
+@functools.lru_cache(maxsize=256)
+def _second_prefix(sec: int) -> str:
+    # An exec storm formats thousands of timestamps within the same second: format that part once.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+
+
 def rfc3339_ns(ns: int) -> str:
     """Format ns since the epoch as RFC 3339 UTC with nanoseconds, e.g. 2026-11-25T09:15:02.123456789Z."""
     sec, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+    return f"{_second_prefix(sec)}.{frac:09d}Z"
 
 
+# Every record names its process, session and invocation; the same few ids recur across a session's
+# records, so the hash is computed once per process rather than three times per record.
+@functools.lru_cache(maxsize=4096)
 def entity_id(boot_id: str, pid: int, start_ticks: int) -> str:
     """Stable ECS process.entity_id: unique per process across pid reuse and reboots, 20 URL-safe chars."""
     digest = hashlib.sha256(f"{boot_id}:{start_ticks}:{pid}".encode()).digest()

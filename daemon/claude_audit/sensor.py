@@ -143,8 +143,12 @@ class Sensor:
         self.queue.push(ctypes.string_at(data, size))
 
     def poll(self, timeout_ms: int) -> None:
-        """Wait up to timeout_ms for ring-buffer records and queue them."""
+        """Wait up to timeout_ms for ring-buffer records and queue them.
+
+        Exec records do not wake the poll (see the BPF source), so the ring is also read after the wait.
+        """
         self.bpf.ring_buffer_poll(timeout_ms)
+        self.bpf.ring_buffer_consume()
 
     def consume(self) -> None:
         """Queue whatever is in the ring now, without waiting."""
