@@ -54,6 +54,9 @@ mkdir -p "$R/etc/systemd/system" "$R/oldroot"
 # forbidden"), so deb-systemd-invoke in a package's postinst would never start a service. A booted
 # Debian host has none: remove it from the overlay (a whiteout; the host's file stays).
 rm -f "$R/usr/sbin/policy-rc.d"
+# A clean host has no claude-audit state; the host's (a daemon run there with the default config writes
+# /var/log/claude-audit and /var/lib/claude-audit) would leak in through the lower layer.
+rm -rf "$R/var/log/claude-audit" "$R/var/lib/claude-audit" "$R/etc/claude-audit" "$R/run/claude-audit"
 cat > "$R/etc/systemd/system/claude-e2e.target" <<'EOF'
 @TARGET_UNIT@
 EOF
