@@ -20,9 +20,12 @@ if [ -n "$missing" ]; then
   echo "setup-host: installing$missing"
   apt-get update -qq
   # auditd and rsyslog must not start on the host: tests start their own instances where needed.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  # A policy-rc.d the image already has is put back afterwards, not deleted.
+  rcd=/usr/sbin/policy-rc.d
+  [ -e "$rcd" ] && cp -p "$rcd" "$rcd.claude-audit-saved"
+  printf '#!/bin/sh\nexit 101\n' > "$rcd" && chmod +x "$rcd"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  rm -f /usr/sbin/policy-rc.d
+  if [ -e "$rcd.claude-audit-saved" ]; then mv "$rcd.claude-audit-saved" "$rcd"; else rm -f "$rcd"; fi
 fi
 
 # BCC finds headers through /lib/modules/$(uname -r)/{build,source}. This kernel has none, so point

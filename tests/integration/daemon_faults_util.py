@@ -51,7 +51,7 @@ def config_text(
 
     `only_fake`: discovery recognises only fake_claude(base), so Claude Code sessions that happen to run
     elsewhere on the machine stay out of this daemon's log and loss counts (their comm "claude" is not
-    even a kernel trigger then; only "claude.exe", which the daemon always adds, is).
+    even a kernel trigger then; only "claude.exe", the fake's comm, is).
     """
     cfg = base / "config.toml"
     cfg.write_text(
@@ -62,7 +62,7 @@ def config_text(
         + (f"[capture]\n{capture}\n" if capture else "")
         + (
             f'[discovery]\nexecutable_globs = ["{fake_claude(base)}"]\n'
-            f'script_globs = ["{base}/no-such-script.js"]\ncomm_names = ["zz-no-such-comm"]\n'
+            f'script_globs = ["{base}/no-such-script.js"]\ncomm_names = ["claude.exe"]\n'
             if only_fake
             else ""
         )
