@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,12 @@ import pytest
 from claude_cli import VERSIONS, install_claude
 from fake_api import FakeAnthropicAPI
 from session import session_dirs
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Root is a precondition of this tier (namespaces, BPF, systemd), not a reason to skip.
+    if items and os.geteuid() != 0:
+        raise pytest.UsageError("tests/e2e needs root (CI runs it as root)")
 
 
 @pytest.fixture(scope="session", params=VERSIONS)
