@@ -171,10 +171,7 @@ class Daemon:
     def flush(self) -> None:
         """Write queued lines to the audit log, and state any gap a write failure left."""
         assert self.log_file is not None
-        if self.pending_lines:
-            self.log_file.write_lines(self.pending_lines)
-            self.pending_lines = []
-        self.log_file.flush()
+        self.write_pending()
         gap = self.log_file.take_gap()
         if gap is not None:
             lines, nbytes = gap
@@ -190,9 +187,7 @@ class Daemon:
                     lost_bytes=nbytes,
                 )
             )
-            self.log_file.write_lines(self.pending_lines)
-            self.pending_lines = []
-            self.log_file.flush()
+            self.write_pending()
 
     # -- discovery ------------------------------------------------------------------------------------
     def _claude_pid_of(self, pid: int) -> int | None:
