@@ -13,11 +13,6 @@ USER_HZ = 100
 """Clock ticks per second in /proc/<pid>/stat (fixed at 100 by the kernel ABI)."""
 
 
-def ns_to_ticks(ns: int) -> int:
-    """Convert a kernel boot-time nanosecond count to /proc clock ticks, as nsec_to_clock_t does."""
-    return ns // (1_000_000_000 // USER_HZ)
-
-
 class TrackFlag(IntFlag):
     """Flags the kernel keeps on each tracked process (mirrors TRACK_* in bpf/claude_audit.h)."""
 
