@@ -30,6 +30,7 @@ e2e: setup-test
 
 bench: setup-test
 	$(PY) bench/exec_storm.py
+	$(PY) bench/journal_cost.py
 
 deb: setup
 	packaging/build-deb.sh

@@ -12,6 +12,7 @@ import array
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
@@ -57,6 +58,12 @@ def normalise_field_name(name: str) -> str:
     return norm
 
 
+@functools.lru_cache(maxsize=256)
+def _field_key(name: str) -> bytes:
+    # The same few field names are sent with every record: normalise each once.
+    return normalise_field_name(name).encode("ascii")
+
+
 def encode_entry(fields: Mapping[str, str | bytes]) -> bytes:
     """Encode one journal entry as a native-protocol payload.
 
@@ -65,7 +72,7 @@ def encode_entry(fields: Mapping[str, str | bytes]) -> bytes:
     """
     out = bytearray()
     for name, value in fields.items():
-        key = normalise_field_name(name).encode("ascii")
+        key = _field_key(name)
         data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
         if b"\n" in data:
             out += key + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
@@ -83,11 +90,17 @@ def _get(record: Mapping[str, Any], dotted: str) -> Any:
     if dotted in record:
         return record[dotted]
     cur: Any = record
-    for part in dotted.split("."):
-        if not isinstance(cur, Mapping) or part not in cur:
+    for part in _path(dotted):
+        # records are plain dicts; the ABC check is only the fallback (it is slow on the hot path)
+        if not (type(cur) is dict or isinstance(cur, Mapping)) or part not in cur:
             return None
         cur = cur[part]
     return cur
+
+
+@functools.lru_cache(maxsize=256)
+def _path(dotted: str) -> tuple[str, ...]:
+    return tuple(dotted.split("."))
 
 
 def _scalar(value: Any) -> str | None:
@@ -184,7 +197,7 @@ def _message(record: Mapping[str, Any], action: str | None) -> str:
     return msg
 
 
-def journal_fields(record: Mapping[str, Any], line: bytes | str | None = None) -> dict[str, str]:
+def journal_fields(record: Mapping[str, Any], line: bytes | str | None = None) -> dict[str, str | bytes]:
     """Map one ECS audit record to journald fields.
 
     `line` is the record's JSON line as written to the audit file (pass it to avoid serialising twice);
@@ -192,7 +205,7 @@ def journal_fields(record: Mapping[str, Any], line: bytes | str | None = None) -
     source is absent from the record are omitted.
     """
     action = _scalar(_get(record, "event.action"))
-    out: dict[str, str] = {
+    out: dict[str, str | bytes] = {
         "MESSAGE": _message(record, action),
         "PRIORITY": str(_priority(record, action)),
         "SYSLOG_IDENTIFIER": "claude-audit",
@@ -210,8 +223,8 @@ def journal_fields(record: Mapping[str, Any], line: bytes | str | None = None) -
     if line is None:
         out["AUDIT_RECORD"] = json.dumps(record, ensure_ascii=True, separators=(",", ":"))
     else:
-        text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
-        out["AUDIT_RECORD"] = text.rstrip("\n")
+        # The file's line as it is (bytes: no decode and re-encode); it never holds a raw newline.
+        out["AUDIT_RECORD"] = line.rstrip(b"\n") if isinstance(line, bytes) else line.rstrip("\n")
     return out
 
 

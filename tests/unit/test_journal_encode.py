@@ -114,8 +114,10 @@ def test_journal_fields_full() -> None:
 
 
 def test_journal_fields_uses_given_line() -> None:
+    """AUDIT_RECORD is the file's line as given, without its newline (bytes stay bytes: no re-encoding)."""
     f = journal_fields(RECORD, line=b'{"x":1}\n')
-    assert f["AUDIT_RECORD"] == '{"x":1}'
+    assert f["AUDIT_RECORD"] == b'{"x":1}'
+    assert journal_fields(RECORD, line='{"x":1}\n')["AUDIT_RECORD"] == '{"x":1}'
 
 
 def test_journal_fields_omits_absent_and_falls_back() -> None:
