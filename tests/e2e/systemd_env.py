@@ -15,6 +15,7 @@ not exist before boot are removed (empty ones only) at teardown.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -296,3 +297,23 @@ def claude_inside(
     return subprocess.Popen(
         full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+def wait_until(what: str, pred: Any, timeout: float = 30.0, every: float = 0.2) -> Any:
+    """Poll pred until it returns something truthy and return it; fail naming `what` after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+def read_log(env: SystemdEnv, inside: str = AUDIT_LOG) -> list[dict[str, Any]]:
+    """Every record of the audit log inside the booted system (none if it does not exist yet)."""
+    path = env.path(inside)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_bytes().splitlines()]

@@ -30,6 +30,8 @@ from systemd_env import (
     booted_systemd,
     build_deb,
     claude_inside,
+    read_log,
+    wait_until,
 )
 
 UNIT = "claude-audit.service"
@@ -46,24 +48,6 @@ def deb() -> Path:
     path = build_deb()
     print(f"build-deb: {time.monotonic() - t0:.1f} s")
     return path
-
-
-def wait_until(what: str, pred: Any, timeout: float = 30.0, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
-
-
-def read_log(env: SystemdEnv, inside: str = AUDIT_LOG) -> list[dict[str, Any]]:
-    path = env.path(inside)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_bytes().splitlines()]
 
 
 def journal(env: SystemdEnv, *matches: str) -> list[dict[str, Any]]:

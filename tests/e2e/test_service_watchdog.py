@@ -3,22 +3,15 @@ and the new run states the window in which nothing was watched."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from systemd_env import AUDIT_LOG, SystemdEnv, apt_install, booted_systemd, build_deb
+from systemd_env import apt_install, booted_systemd, build_deb, read_log
 
 UNIT = "claude-audit.service"
 
 pytestmark = [pytest.mark.root]
-
-
-def _records(env: SystemdEnv) -> list[dict[str, Any]]:
-    path = env.path(AUDIT_LOG)
-    return [json.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
 
 
 def test_hung_daemon_is_restarted_by_the_watchdog() -> None:
@@ -51,7 +44,7 @@ def test_hung_daemon_is_restarted_by_the_watchdog() -> None:
         assert "Watchdog timeout" in journal
 
         deadline = time.monotonic() + 30
-        while not (windows := [r for r in _records(env) if r["event"]["action"] == "unwatched-window"]) or (
+        while not (windows := [r for r in read_log(env) if r["event"]["action"] == "unwatched-window"]) or (
             windows[-1]["claude_audit"]["unwatched"]["reason"] != "crash"
         ):
             assert time.monotonic() < deadline, "no unwatched-window record after the restart"

@@ -26,7 +26,16 @@ from typing import Any
 import pytest
 from claude_cli import NATIVE_VERSION, install_claude
 from fake_api import FakeAnthropicAPI, tag_prompt
-from systemd_env import AUDIT_LOG, SystemdEnv, add_user, apt_install, booted_systemd, build_deb, claude_inside
+from systemd_env import (
+    AUDIT_LOG,
+    SystemdEnv,
+    add_user,
+    apt_install,
+    booted_systemd,
+    build_deb,
+    claude_inside,
+)
+from systemd_env import wait_until as _wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG = "/bin/echo " + "x" * 9000  # a record longer than rsyslog's default 8 KiB message
@@ -91,15 +100,9 @@ def receivers() -> Iterator[tuple[Receiver, Receiver]]:
         r.server.server_close()
 
 
-def wait_until(what: str, pred: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
+def wait_until(what: str, pred: Any) -> Any:
+    """systemd_env.wait_until with this test's pacing (forwarders can take a while under load)."""
+    return _wait_until(what, pred, timeout=60.0, every=0.3)
 
 
 def install_doc_file(env: SystemdEnv, path: str, text: str, ports: dict[str, int]) -> None:
