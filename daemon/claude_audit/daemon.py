@@ -232,7 +232,7 @@ class Daemon:
                 _now_ns(),
                 self.host,
                 self._next_seq(),
-                claude=self._session_claude(s),
+                claude=s.claude_object(),
                 how=how,
                 process_info={
                     "pid": info.pid,
@@ -246,9 +246,6 @@ class Daemon:
         )
         log.info("session found", pid=info.pid, how=how, reason=reason, seeded=len(seeded))
         return s
-
-    def _session_claude(self, s: Session) -> dict[str, Any]:
-        return {"pid": s.pid, "session_entity_id": s.entity_id, **s.identity}
 
     def _enrich(self, s: Session, info: ProcInfo) -> None:
         """Session identity from ~/.claude/sessions/<pid>.json, checked against the start time.
@@ -431,7 +428,7 @@ class Daemon:
                 ev.wall_time_ns,
                 self.host,
                 self._next_seq(),
-                claude=self._session_claude(s),
+                claude=s.claude_object(),
                 exit_code=s.exit_code,
             )
         )

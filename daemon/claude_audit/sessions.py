@@ -51,6 +51,10 @@ class Session:
     invocations: dict[SessionKey, Invocation] = field(default_factory=dict)
     execs: int = 0
 
+    def claude_object(self) -> dict[str, Any]:
+        """The session-level `claude` fields: root pid, its entity id, and the identity found so far."""
+        return {"pid": self.pid, "session_entity_id": self.entity_id, **self.identity}
+
     @property
     def key(self) -> SessionKey:
         """(pid, start ticks) of the root."""
@@ -101,8 +105,7 @@ class SessionTable:
 
     def claude_fields(self, s: Session, ev: ExecEvent) -> dict[str, Any]:
         """The `claude` object of an exec record: session root, invocation, command and origin."""
-        fields: dict[str, Any] = {"pid": s.pid, "session_entity_id": s.entity_id}
-        fields.update(s.identity)
+        fields = s.claude_object()
         if ev.pid == s.pid and ev.invocation == 0:
             fields["origin"] = "session"  # the Claude Code process itself (re-)executing
             return fields
