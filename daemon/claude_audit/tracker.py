@@ -19,7 +19,7 @@ from typing import Any
 from .candidates import Candidates, Confirmed, Rejected, Undecided
 from .candidates import Decision as CandidateDecision
 from .discovery import Matchers, find_roots, is_claude
-from .events import CandidateEvent, ExecEvent, ExitEvent
+from .events import CandidateEvent, ExecEvent, ExitEvent, TrackFlag
 from .identity import IdentityReader
 from .procfs import ProcFS, ProcInfo
 from .sessions import (
@@ -189,6 +189,22 @@ class Tracker:
             s.identity.update(self.identity.session_file(rid))
         return [SessionFound(s, info, len(seeded.processes))]
 
+    def adopt_recorded(self, info: ProcInfo, reason: str) -> list[Outcome]:
+        """Adopt a root whose records the kernel already sends (a confirmed candidate, or an exec seen).
+
+        Its session is recorded even if the root map refuses the root (then `rooted` is False and scans
+        retry it until the map takes it): the kernel reports its records either way.
+        """
+        adopted = self.adopt(info, "kernel-trigger", reason)
+        if not any(isinstance(o, SessionFound) for o in adopted):
+            exe = (info.exe or b"").decode(errors="replace")
+            uid = None if info.state == "X" else info.uid
+            s = self.sessions.add(
+                info.pid, info.start_ticks, "kernel-trigger", reason, executable=exe, uid=uid
+            )
+            s.rooted = False
+        return adopted
+
     # -- events ---------------------------------------------------------------------------------------
     def on_event(self, ev: ExecEvent | CandidateEvent | ExitEvent) -> list[Outcome]:
         """Handle one decoded kernel event."""
@@ -217,7 +233,7 @@ class Tracker:
         out: list[Outcome] = []
         for d in decisions:
             if isinstance(d, Confirmed):
-                out += self.adopt(d.info, "kernel-trigger", d.reason)
+                out += self.adopt_recorded(d.info, d.reason)
                 for held in d.held:
                     out += self.on_exec(held)
             elif isinstance(d, Rejected):
@@ -227,7 +243,7 @@ class Tracker:
                 out.append(Lost("held-at-stop", d.held))
         return out
 
-    def on_exec(self, ev: ExecEvent) -> list[Outcome]:
+    def on_exec(self, ev: ExecEvent, *, lost_candidate_checked: bool = False) -> list[Outcome]:
         """Attribute one exec to its session (adopting the root if it is new to us)."""
         if self.candidates.hold(ev):
             return []
@@ -238,7 +254,15 @@ class Tracker:
         out: list[Outcome] = []
         s = self.sessions.get(key)
         if s is None:
-            # A root the kernel adopted whose candidate record was lost, or one seeded just now.
+            if ev.track_flags & TrackFlag.PENDING_ROOT and not lost_candidate_checked:
+                # The kernel adopted this root on a hint but its candidate record was lost (ring full):
+                # it gets the same verdict and grace period as any candidate, this record held meanwhile.
+                cand = CandidateEvent(
+                    ev.wall_time_ns, ev.session_root, 0, "rename", b"", b"", ev.root_start_ticks
+                )
+                decided = self._apply(self.candidates.offer(cand))
+                return decided + self.on_exec(ev, lost_candidate_checked=True)
+            # A root seeded just now, or one the kernel tracks that this run does not know.
             info = self.proc.read(ev.session_root)
             reason = (
                 is_claude(info, self._matchers) if info and info.start_ticks == ev.root_start_ticks else None
@@ -251,15 +275,9 @@ class Tracker:
                     ev.session_root, ev.root_start_ticks, "kernel-trigger", "kernel-tracked"
                 )
             else:
-                adopted = self.adopt(info, "kernel-trigger", reason)
-                out += adopted
-                # This exec came through the kernel, so its session is recorded even if the root map
-                # refused the root; scans then retry the root until the map takes it.
-                exe = (info.exe or b"").decode(errors="replace")
-                s = self.sessions.add(
-                    info.pid, info.start_ticks, "kernel-trigger", reason, executable=exe, uid=info.uid
-                )
-                s.rooted = any(isinstance(o, SessionFound) for o in adopted)
+                out += self.adopt_recorded(info, reason)
+                s = self.sessions.get(key)
+                assert s is not None
         s.execs += 1
         if not s.has_file_identity and self.sessions.is_new_invocation(s, ev):
             # Claude Code writes its session file a moment after it starts; look again at each new

@@ -229,3 +229,44 @@ def test_exec_of_a_root_the_map_refuses_is_still_recorded_and_rooted_later(tmp_p
     assert found == 1 and isinstance(sf, SessionFound) and sf.session is s
     assert s.rooted and ROOT in maps.roots
     assert t.scan("scan") == (0, [])
+
+
+def test_exec_under_a_root_whose_candidate_record_was_lost(tmp_path: Path) -> None:
+    """An exec flagged pending_root whose candidate record never arrived (ring full) goes through the
+    candidate machine: the real Claude root is adopted at once and the exec follows its session-found."""
+    cap = captured_proc(tmp_path)
+    t = _tracker(cap)
+    ev = exec_event(16752, root=ROOT, root_start=cap.start_ticks(ROOT), ppid=ROOT, pending=True)
+    assert [type(o) for o in t.on_exec(ev)] == [SessionFound, ExecSeen]
+
+
+def test_lost_candidate_of_a_non_claude_root_is_held_then_filtered(tmp_path: Path) -> None:
+    """For a pending root that is not Claude Code and whose candidate record was lost, execs are held
+    during the grace period, then filtered out when it is rejected."""
+    cap = captured_proc(tmp_path)
+    clock = Clock()
+    t = _tracker(cap, clock=clock)
+    shell = 16749
+    start = cap.start_ticks(shell)
+    for i in range(3):
+        assert t.on_exec(exec_event(40000 + i, root=shell, root_start=start, pending=True)) == []
+    assert len(t.candidates) == 1
+    clock.advance(10)
+    assert t.recheck() == []
+    assert t.sessions.is_rejected((shell, start)) and t.counts.not_session == 3
+
+
+def test_confirmed_candidate_refused_by_a_full_map_is_still_recorded(tmp_path: Path) -> None:
+    """A confirmed candidate whose root the map refuses: a NotWatched alert, yet its held records are
+    written (the kernel reports them as a pending root) and the session is retried by scans."""
+    cap = captured_proc(tmp_path)
+    maps = FakeMaps(roots_max=1)
+    maps.add_root(1, 1)
+    t = _tracker(cap, maps)
+    start = cap.start_ticks(ROOT)
+    out = t.on_candidate(candidate_event(ROOT, start, reason="rename"))
+    assert [type(o) for o in out] == [NotWatched]
+    s = t.sessions.get((ROOT, start))
+    assert s is not None and not s.rooted
+    seen = t.on_exec(exec_event(16752, root=ROOT, root_start=start, ppid=ROOT, pending=True))
+    assert [type(o) for o in seen] == [ExecSeen]
