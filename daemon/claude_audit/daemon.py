@@ -384,20 +384,21 @@ class Daemon:
         No daemon-stopped record and no clean-stop heartbeat: the next start states the gap as a crash.
         Every step is best effort; the original exception is what matters.
         """
-        try:
-            if self.out is not None:
-                lost = len(self.in_flight) + len(self.queue.items)
-                self.in_flight.clear()
-                self.queue.items.clear()
-                if lost:
-                    self.out.ledger.add("crash", lost)
-                if self.sensor is not None and self.tracker is not None:
-                    self.out.report_losses(self.loss_totals())
-                else:
-                    self.out.report_losses()
-                self.out.close()
-        except Exception:
-            log.exception("could not write the crash's losses")
+        out = self.out
+        if out is not None:
+            lost = len(self.in_flight) + len(self.queue.items)
+            self.in_flight.clear()
+            self.queue.items.clear()
+            out.ledger.add("crash", lost)
+            try:
+                ready = self.sensor is not None and self.tracker is not None
+                out.report_losses(self.loss_totals() if ready else None)
+            except Exception:
+                log.exception("could not state the crash's losses")
+            try:
+                out.close()
+            except Exception:
+                log.exception("could not write the records made before the crash")
         self._release()
 
     def _release(self) -> None:
