@@ -6,11 +6,23 @@ they are decoded from are mirrored in `bpf_layout`; this module holds no I/O.
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 from dataclasses import dataclass, field
 from enum import IntFlag
 
 USER_HZ = 100
 """Clock ticks per second in /proc/<pid>/stat (fixed at 100 by the kernel ABI)."""
+
+
+# Every record names its process, session and invocation; the same few ids recur across a session's
+# records, so the hash is computed once per process rather than three times per record.
+@functools.lru_cache(maxsize=4096)
+def entity_id(boot_id: str, pid: int, start_ticks: int) -> str:
+    """Stable ECS process.entity_id: unique per process across pid reuse and reboots, 20 URL-safe chars."""
+    digest = hashlib.sha256(f"{boot_id}:{start_ticks}:{pid}".encode()).digest()
+    return base64.urlsafe_b64encode(digest[:15]).decode("ascii")
 
 
 class TrackFlag(IntFlag):

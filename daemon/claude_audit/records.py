@@ -7,9 +7,7 @@ invalid-UTF-8 rule of docs/DESIGN.md: readable text, flag `invalid_utf8`, exact 
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import shlex
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from claude_audit.events import USER_HZ, ExecEvent, TrackFlag
+from claude_audit.events import entity_id as entity_id  # noqa: PLC0414 - re-exported for callers of records
 from claude_audit.textenc import b64, text_field
 
 ECS_VERSION: Final = "8.11.0"
@@ -24,7 +23,9 @@ MODULE: Final = "claude_audit"
 EXEC_DATASET: Final = "claude_audit.exec"
 LIFECYCLE_DATASET: Final = "claude_audit.lifecycle"
 SESSION_FOUND_HOW: Final = frozenset({"scan", "kernel-trigger", "startup"})
-LOST_WHERE: Final = frozenset({"kernel-ring", "kernel-tracking", "queue", "decode", "file"})
+LOST_WHERE: Final = frozenset(
+    {"kernel-ring", "kernel-tracking", "queue", "decode", "file", "held-overflow", "held-at-stop", "crash"}
+)
 
 _NS_PER_TICK: Final = 1_000_000_000 // USER_HZ
 
@@ -52,15 +53,6 @@ def rfc3339_ns(ns: int) -> str:
     """Format ns since the epoch as RFC 3339 UTC with nanoseconds, e.g. 2026-11-25T09:15:02.123456789Z."""
     sec, frac = divmod(ns, 1_000_000_000)
     return f"{_second_prefix(sec)}.{frac:09d}Z"
-
-
-# Every record names its process, session and invocation; the same few ids recur across a session's
-# records, so the hash is computed once per process rather than three times per record.
-@functools.lru_cache(maxsize=4096)
-def entity_id(boot_id: str, pid: int, start_ticks: int) -> str:
-    """Stable ECS process.entity_id: unique per process across pid reuse and reboots, 20 URL-safe chars."""
-    digest = hashlib.sha256(f"{boot_id}:{start_ticks}:{pid}".encode()).digest()
-    return base64.urlsafe_b64encode(digest[:15]).decode("ascii")
 
 
 def command_line(args: Iterable[str]) -> str:
@@ -294,7 +286,10 @@ def events_lost(
 
     "kernel-ring": the BPF ring buffer was full; "kernel-tracking": the kernel's table of tracked
     processes was full; "queue": the daemon's in-memory queue was full; "decode": events that could not
-    be decoded; "file": audit lines that could not be written.
+    be decoded; "file": audit lines that could not be written; "held-overflow": records of a process
+    awaiting the verdict on whether it is Claude Code beyond the number held for it; "held-at-stop":
+    records of such processes still undecided when the daemon stopped; "crash": records already taken
+    from the kernel ring that a crashing daemon could not handle.
 
     For "file" the count is of records (lines) that could not be written, and `lost_bytes` their size
     (RotatingFile.take_gap gives both).
@@ -307,6 +302,21 @@ def events_lost(
     if lost_bytes is not None:
         lost["bytes"] = lost_bytes
     return _lifecycle(now_ns, host, seq, "events-lost", type_="info", details={"lost": lost})
+
+
+def session_not_watched(
+    now_ns: int, host: HostInfo, seq: int, *, how: str, process_info: Mapping[str, Any], error: str
+) -> dict[str, Any]:
+    """Alert: a Claude Code process was found but the kernel could not take it as a session root (its
+    root map is full), so nothing it runs is recorded until a later scan succeeds. `process_info` names
+    the process (JSON-ready ECS process fields); `error` says why."""
+    rec = _lifecycle(
+        now_ns, host, seq, "session-not-watched", type_="info", details={"how": how, "error": error}
+    )
+    rec["event"]["kind"] = "alert"
+    rec["event"]["outcome"] = "failure"
+    rec["process"] = dict(process_info)
+    return rec
 
 
 def unwatched_window(

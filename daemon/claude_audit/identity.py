@@ -1,0 +1,158 @@
+"""Session identity from what Claude Code leaves on the host: its session file and its children's environment.
+
+Stage: session/candidate state (it feeds `Session.identity`). Both sources are written by the agent's own
+user, so nothing here is a kernel fact: values are labelled with their source and never replace the pid,
+start time or executable. They are trusted only when they cannot have been borrowed:
+
+* the session file ``~/.claude/sessions/<pid>.json`` only when it is a regular file owned by the
+  session's uid (read with `bounded.read_user_file`: no FIFO, no symlink, capped) whose pid and procStart
+  name this very process;
+* a process's environment only when the process runs as the session's uid, started no earlier than the
+  session root, and its CLAUDE_PID (parsed with `bounded.parse_pid`) names the root.
+
+Every read here is slow (/proc, the user database, a home directory), so the daemon calls these when a
+session or an invocation is first seen, never per exec record; user homes are cached per uid.
+"""
+
+from __future__ import annotations
+
+import pwd
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .bounded import parse_pid, read_user_file
+from .claude import claude_env_info, parse_session_file
+from .procfs import ProcInfo
+
+SESSION_FILE_CAP = 1 << 20
+"""Largest session file read; real ones are under 1 KiB."""
+HOME_CACHE_MAX = 4096
+"""Uids whose home directory is remembered (a bound, not a tuning knob)."""
+
+
+class ProcReader(Protocol):
+    """What identity needs from /proc (ProcFS implements it; tests pass one with an injected root)."""
+
+    def read(self, pid: int) -> ProcInfo | None:
+        """One process, or None if gone."""
+
+    def environ(self, pid: int) -> Mapping[bytes, bytes] | None:
+        """The process's initial environment, or None if unreadable."""
+
+    def host_path(self, path: Path) -> Path:
+        """Where a host path is found below this reader's root."""
+
+
+@dataclass(frozen=True, slots=True)
+class RootId:
+    """The facts about a session root that the trust rules compare against (all from /proc or the kernel)."""
+
+    pid: int
+    start_ticks: int
+    uid: int
+
+    @classmethod
+    def of(cls, info: ProcInfo) -> RootId:
+        """The root identity of a process read from /proc."""
+        return cls(info.pid, info.start_ticks, info.uid)
+
+
+def inherited_claude_pid(env: Mapping[bytes, bytes] | None) -> int | None:
+    """The CLAUDE_PID a Claude Code child inherited (CLAUDECODE=1 must be set too), or None."""
+    if not env or env.get(b"CLAUDECODE") != b"1":
+        return None
+    return parse_pid(env.get(b"CLAUDE_PID", b""))
+
+
+def may_belong_to(info: ProcInfo, root: RootId) -> bool:
+    """Whether `info` could have inherited its environment from `root`: same user, started after it.
+
+    Checked before any environment is read, so other users' processes (and their CLAUDE_PID) cost nothing.
+    """
+    return info.uid == root.uid and info.start_ticks >= root.start_ticks and info.pid != root.pid
+
+
+def env_identity(env: Mapping[bytes, bytes], session_pid: int) -> dict[str, Any]:
+    """claude.* fields from a trusted child's environment (CLAUDE_PID must name `session_pid`)."""
+    if inherited_claude_pid(env) != session_pid:
+        return {}
+    info = claude_env_info(env)
+    fields: dict[str, Any] = {}
+    for key, name in (
+        ("CLAUDE_CODE_SESSION_ID", "session_id"),
+        ("CLAUDE_CODE_ENTRYPOINT", "entrypoint"),
+        ("version", "version"),
+    ):
+        if key in info:
+            fields[name] = info[key]
+    if fields:
+        fields["identity_source"] = "environment"
+    return fields
+
+
+def _home_of(uid: int) -> Path | None:
+    try:
+        return Path(pwd.getpwuid(uid).pw_dir)
+    except (KeyError, OverflowError):
+        return None
+
+
+class IdentityReader:
+    """Reads session files and environments under the trust rules above; caches homes per uid."""
+
+    def __init__(self, proc: ProcReader, home_of: Callable[[int], Path | None] = _home_of) -> None:
+        self.proc = proc
+        self._home_of = home_of
+        self._homes: dict[int, Path | None] = {}
+        self.untrusted = 0
+        """Environments or session files refused by the trust rules (a count for status)."""
+
+    def home(self, uid: int) -> Path | None:
+        """The home directory of uid from the user database, looked up once."""
+        if uid not in self._homes:
+            if len(self._homes) >= HOME_CACHE_MAX:
+                self._homes.clear()
+            self._homes[uid] = self._home_of(uid)
+        return self._homes[uid]
+
+    def session_file(self, root: RootId) -> dict[str, Any]:
+        """claude.* fields from the root's session file, or {} if absent, foreign or not this process."""
+        home = self.home(root.uid)
+        if home is None:
+            return {}
+        path = self.proc.host_path(home / ".claude" / "sessions" / f"{root.pid}.json")
+        got = read_user_file(path, SESSION_FILE_CAP)
+        if got is None or got.truncated:
+            return {}
+        if got.uid != root.uid:
+            self.untrusted += 1
+            return {}
+        try:
+            sf = parse_session_file(got.data, root.pid, root.start_ticks)
+        except ValueError:  # a number too long for int(): not a file Claude Code wrote
+            return {}
+        return sf.claude_fields() if sf is not None else {}
+
+    def environment(self, pid: int, start_ticks: int, root: RootId) -> dict[str, Any]:
+        """claude.* fields from the environment of (pid, start_ticks) in root's session, if trusted."""
+        info = self.proc.read(pid)
+        if info is None or info.start_ticks != start_ticks:
+            return {}
+        if not may_belong_to(info, root):
+            self.untrusted += 1
+            return {}
+        env = self.proc.environ(pid)
+        if not env:
+            return {}
+        fields = env_identity(env, root.pid)
+        if not fields and inherited_claude_pid(env) not in (None, root.pid):
+            self.untrusted += 1
+        return fields
+
+    def claude_pid_of(self, info: ProcInfo, root: RootId) -> int | None:
+        """The CLAUDE_PID `info` inherited, read only if it may belong to root's session."""
+        if not may_belong_to(info, root):
+            return None
+        return inherited_claude_pid(self.proc.environ(info.pid))

@@ -1,0 +1,160 @@
+"""The sinks: sequence numbers, the loss ledger, the audit file and journald.
+
+Stage: sinks (the last one). Records arrive finished; this module numbers them (`next_seq`), queues their
+lines for the file (written by the loop as each batch ends), sends each to journald at once, and keeps
+the loss ledger: one named bucket per kind of loss, each stated in an `events-lost` record as soon as it
+grows. The ledger takes totals from wherever the count lives (kernel counters, the ring queue, the
+decoder, the candidate hold) and reports deltas, so a loss is stated once and never twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+
+from . import records
+from .journal import JournalSink, journal_fields
+from .records import HostInfo
+from .rotate import RotatingFile
+from .textenc import dumps_line
+
+log = structlog.get_logger("claude_audit")
+
+LOSS_BUCKETS = (
+    "kernel-ring",
+    "kernel-tracking",
+    "queue",
+    "decode",
+    "held-overflow",
+    "held-at-stop",
+    "crash",
+    "file",
+)
+"""Every place a record can be lost (records.LOST_WHERE documents each)."""
+
+
+class LossLedger:
+    """Totals per loss bucket, and how much of each has been stated in a record."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = dict.fromkeys(LOSS_BUCKETS, 0)
+        self.reported: dict[str, int] = dict.fromkeys(LOSS_BUCKETS, 0)
+
+    def set_total(self, bucket: str, total: int) -> None:
+        """A bucket whose count lives elsewhere (a kernel counter, say): its running total."""
+        self.totals[bucket] = max(self.totals[bucket], total)
+
+    def add(self, bucket: str, count: int) -> None:
+        """A bucket counted here: count more losses."""
+        self.totals[bucket] += count
+
+    def unreported(self) -> list[tuple[str, int]]:
+        """(bucket, count not yet stated) for each bucket that grew; marks them stated."""
+        out = []
+        for bucket, total in self.totals.items():
+            delta = total - self.reported[bucket]
+            if delta > 0:
+                self.reported[bucket] = total
+                out.append((bucket, delta))
+        return out
+
+    @property
+    def stated(self) -> int:
+        """Every loss stated in a record so far."""
+        return sum(self.reported.values())
+
+
+class Output:
+    """File + journald fan-out with one sequence and one loss ledger for the run."""
+
+    def __init__(
+        self,
+        host: HostInfo,
+        log_file: RotatingFile,
+        journal: JournalSink | None,
+        since_ns: int,
+        now_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.host = host
+        self.log_file = log_file
+        self.journal = journal
+        self.since_ns = since_ns
+        self.now_ns = now_ns
+        self.seq = 0
+        self.records_written = 0
+        self.pending_lines: list[bytes] = []
+        self.ledger = LossLedger()
+
+    def next_seq(self) -> int:
+        """The next event.sequence number."""
+        self.seq += 1
+        return self.seq
+
+    def emit(self, record: dict[str, Any]) -> None:
+        """Queue a record for the file (written by `write_pending`) and send it to journald now."""
+        line = dumps_line(record)
+        self.pending_lines.append(line)
+        self.records_written += 1
+        if self.journal is not None:
+            self.journal.send(journal_fields(record, line))
+
+    def write_pending(self) -> None:
+        """Write the queued lines to the audit log now."""
+        lines, self.pending_lines = self.pending_lines, []
+        self.log_file.write_lines(lines)
+        self.log_file.flush()
+
+    def flush(self) -> None:
+        """Write queued lines, and state any gap a write failure left."""
+        self.write_pending()
+        gap = self.log_file.take_gap()
+        if gap is not None:
+            lines, nbytes = gap
+            log.warning("audit log write failures", lines=lines, bytes=nbytes)
+            self.ledger.add("file", lines)
+            self.ledger.reported["file"] = self.ledger.totals["file"]
+            self.emit(
+                records.events_lost(
+                    self.now_ns(),
+                    self.host,
+                    self.next_seq(),
+                    count=lines,
+                    where="file",
+                    since_ns=self.since_ns,
+                    lost_bytes=nbytes,
+                )
+            )
+            self.write_pending()
+
+    def report_losses(self, totals: Mapping[str, int] | None = None) -> None:
+        """Update the ledger with outside totals, then state every loss not yet stated."""
+        for bucket, total in (totals or {}).items():
+            self.ledger.set_total(bucket, total)
+        for where, delta in self.ledger.unreported():
+            log.warning("events lost", where=where, count=delta)
+            self.emit(
+                records.events_lost(
+                    self.now_ns(),
+                    self.host,
+                    self.next_seq(),
+                    count=delta,
+                    where=where,
+                    since_ns=self.since_ns,
+                )
+            )
+
+    def replace_log(self, log_file: RotatingFile) -> None:
+        """Switch to another audit file (config reload); the old one is flushed and closed."""
+        self.flush()
+        self.log_file.close()
+        self.log_file = log_file
+
+    def close(self) -> None:
+        """Flush and close both sinks."""
+        self.flush()
+        self.log_file.close()
+        if self.journal is not None:
+            self.journal.close()
