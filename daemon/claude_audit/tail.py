@@ -7,10 +7,11 @@
 Pure parts: `format_record` (one line per record) and `matches` (the --session/--origin filters). I/O
 parts: `follow` (tail -F over the rotating log) and `tail_main` (the command).
 
-Everything taken from a record is neutralised before it is printed: C0 and C1 controls, DEL, line and
-paragraph separators, bidi overrides and lone surrogates become visible escapes (``\\x1b``, ``\\n``,
-``\\u202e``), so an agent that runs ``printf '\\033[2J'`` cannot drive the reader's terminal. Backslashes
-are left as they are: the JSON record, not this view, is the exact form.
+Everything taken from a record is neutralised (`textenc.neutralise`) before it is printed: C0 and C1
+controls, DEL, line and paragraph separators, bidi overrides and other invisible format characters and
+lone surrogates become visible escapes (``\\x1b``, ``\\n``, ``\\u202e``), so an agent that runs
+``printf '\\033[2J'`` cannot drive the reader's terminal. Backslashes are left as they are: the JSON
+record, not this view, is the exact form.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
+
+from .textenc import neutralise
 
 if TYPE_CHECKING:
     from .config import Config
@@ -48,29 +51,6 @@ _FROM_MAX: Final = 60
 """How much of the causing command a descendant's line repeats after "(from: ...)"."""
 
 # -- neutralising text ------------------------------------------------------------------------------
-
-# C0, DEL, C1, line/paragraph separators, bidi embedding/override/isolate controls and the Arabic letter
-# mark (they reorder what the reader sees: "Trojan Source"), and lone surrogates (not text at all).
-_UNSAFE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
-_NAMED: Final = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _escape(m: re.Match[str]) -> str:
-    c = m.group(0)
-    named = _NAMED.get(c)
-    if named is not None:
-        return named
-    code = ord(c)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def neutralise(text: str) -> str:
-    """`text` with every control character, separator, bidi control and lone surrogate made visible.
-
-    The result holds no character below U+0020, no DEL or C1 control (so no ESC and no one-character
-    CSI), and encodes as UTF-8 without error.
-    """
-    return _UNSAFE.sub(_escape, text)
 
 
 def _show(value: object) -> str:
@@ -639,7 +619,6 @@ __all__ = [
     "follow",
     "format_record",
     "matches",
-    "neutralise",
     "render_line",
     "session_label",
     "tail_main",
