@@ -26,6 +26,8 @@ from typing import Final
 
 import structlog
 
+from .lognames import backup_number, backup_path
+
 log = structlog.get_logger(__name__)
 
 WriteFn = Callable[[int, bytes | memoryview], int]
@@ -276,14 +278,11 @@ class RotatingFile:
     # -- files and directories ---------------------------------------------------------------------
 
     def _backup(self, n: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.{n}")
+        return backup_path(self.path, n)
 
     def _is_ours(self, name: str) -> bool:
         base = self.path.name
-        if name == base:
-            return True
-        suffix = name.removeprefix(base + ".")
-        return suffix != name and (suffix.isdigit() or suffix.startswith("tmp-"))
+        return name == base or backup_number(base, name) is not None or name.startswith(base + ".tmp-")
 
     def _ensure_dir(self) -> None:
         d = self.path.parent

@@ -238,6 +238,25 @@ def test_existing_permissive_file_and_dir_are_tightened(tmp_path: Path) -> None:
     assert _mode(d) == 0o750
 
 
+def test_directory_with_backups_and_leftovers_is_ours(tmp_path: Path) -> None:
+    """The log's backups (.1, .2) and a temporary file left by a crash still make the directory ours.
+
+    A name that only looks numbered (non-ASCII digits) is somebody else's file: then it is left alone.
+    """
+    for extra, tightened in (
+        (("audit.jsonl.1", "audit.jsonl.2", "audit.jsonl.tmp-0a1b"), True),
+        (("audit.jsonl.\u00b2",), False),
+    ):
+        d = tmp_path / ("ours" if tightened else "theirs")
+        d.mkdir()
+        d.chmod(0o777)
+        for name in extra:
+            (d / name).write_bytes(b"")
+        with RotatingFile(d / "audit.jsonl", 100, 1):
+            pass
+        assert _mode(d) == (0o750 if tightened else 0o777), extra
+
+
 def test_shared_directory_is_left_alone(tmp_path: Path) -> None:
     """A directory that holds other files (like /tmp or /var/log) is never chmodded."""
     d = tmp_path / "shared"
