@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "daemon"), str(REPO / "tests" / "integration")]
+sys.path[:0] = [str(REPO / "daemon"), str(REPO / "tests" / "integration"), str(REPO / "tests" / "common")]
 
 from journald_env import journald_env  # noqa: E402
 from procstats import cpu_seconds  # noqa: E402

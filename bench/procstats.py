@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import signal
-import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+
+# One way to end a child process for tests and benchmarks alike (tests/common/processes.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "common"))
+from processes import kill, terminate
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -88,13 +91,4 @@ def host_cpu() -> tuple[int, int]:
     return sum(v) - idle, sum(v)
 
 
-def terminate(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """End a process this benchmark started: SIGTERM, then SIGKILL after `timeout` seconds; reap it."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+__all__ = ["Sampler", "cpu_seconds", "host_cpu", "kauditd_pid", "kill", "pids_named", "rss_kb", "terminate"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from procstats import host_cpu, pids_named, terminate
+from procstats import host_cpu, kill, pids_named, terminate
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -55,9 +55,7 @@ def run_storm(
         out, _ = p.communicate(b"go\n", timeout=seconds + 120)
         h1 = host_cpu()
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        kill(p)
     if p.returncode != 0:
         raise RuntimeError(f"storm exited {p.returncode}")
     res: dict[str, Any] = json.loads(out)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from daemon_faults_util import actions, config_text, daemon, execs_of, fake_claude, wait_until
+from processes import kill
 from sensor_util import Collector, start_ticks, watched_root
 
 from claude_audit import bpf_layout as L
@@ -271,9 +272,7 @@ def test_process_started_before_the_daemon(tmp_path: Path) -> None:
         assert seeded["claude"]["invocation_pid"] == later["claude"]["invocation_pid"]
         assert later["process"]["parent"]["pid"] == seeded["process"]["pid"]
     finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+        kill(p)
         assert p.stdin is not None
         p.stdin.close()
 

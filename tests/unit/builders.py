@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from claude_audit import bpf_layout
 from claude_audit.events import ExecEvent
 from claude_audit.records import HostInfo, exec_record
 from claude_audit.textenc import dumps_line
@@ -29,16 +30,41 @@ def roundtrip(rec: dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
-def exec_line_record(pid: int, argv: list[bytes], claude: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    """An exec record of `pid` running `argv` in session 4000, as a reader of the audit log gets it."""
+def exec_event(**kw: Any) -> ExecEvent:
+    """A decoded exec event: pid 4242 runs `git commit -m "fix it"` in tool call 4100 of session 4000.
+
+    Keyword arguments replace fields.
+    """
     base: dict[str, Any] = {
         "wall_time_ns": T0,
+        "pid": 4242,
+        "tid": 4242,
+        "ppid": 4100,
+        "uid": 1000,
+        "gid": 1001,
+        "session_root": 4000,
+        "root_start_ticks": 1_054_469,
+        "invocation": 4100,
+        "invocation_start_ticks": 1_054_500,
+        "start_ticks": 1_054_600,
+        "cgroup_id": 77,
+        "comm": b"bash",
+        "filename": b"/usr/bin/git",
+        "argv": [b"git", b"commit", b"-m", b"fix it"],
+        "args_truncated": False,
+        "args_original_len": 21,
+    }
+    base.update(kw)
+    return ExecEvent(**base)
+
+
+def exec_line_record(pid: int, argv: list[bytes], claude: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    """An exec record of `pid` running `argv` in session 4000, as a reader of the audit log gets it."""
+    fields: dict[str, Any] = {
         "pid": pid,
         "tid": pid,
         "ppid": 4000,
-        "uid": 1000,
         "gid": 1000,
-        "session_root": 4000,
         "root_start_ticks": 100,
         "invocation": claude.get("invocation_pid", 0),
         "invocation_start_ticks": 200,
@@ -47,11 +73,40 @@ def exec_line_record(pid: int, argv: list[bytes], claude: dict[str, Any], **kw: 
         "comm": argv[0][-15:] if argv else b"?",
         "filename": b"/usr/bin/" + (argv[0] if argv else b"x"),
         "argv": argv,
-        "args_truncated": False,
         "args_original_len": sum(len(a) + 1 for a in argv),
     }
-    base.update(kw)
-    return roundtrip(exec_record(ExecEvent(**base), HOST, claude, 7))
+    fields.update(kw)
+    return roundtrip(exec_record(exec_event(**fields), HOST, claude, 7))
+
+
+def raw_exec(
+    filename: bytes, argv_area: bytes, *, comm: bytes = b"bash", flags: int = 0, orig: int | None = None
+) -> bytes:
+    """An exec record as the kernel puts it in the ring: header, then path, then the NUL-separated argv.
+
+    pid 10 (tid 11) of session root 5, invocation 7; `orig` is the argv length before truncation.
+    """
+    h = bpf_layout.ExecEventHeader(
+        type=bpf_layout.EVENT_EXEC,
+        pid=10,
+        tid=11,
+        ppid=9,
+        uid=1000,
+        gid=1001,
+        root=5,
+        invocation=7,
+        boot_ns=1_000,
+        start_ticks=50,
+        root_start_ticks=40,
+        invocation_start_ticks=45,
+        cgroup_id=99,
+        flags=flags,
+        filename_len=len(filename),
+        args_len=len(argv_area),
+        args_orig_len=len(argv_area) if orig is None else orig,
+        comm=comm,
+    )
+    return bytes(h) + filename + argv_area
 
 
 def appender(path: Path, data: bytes) -> Callable[[], None]:

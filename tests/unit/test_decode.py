@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 
 import pytest
+from builders import raw_exec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,33 +14,9 @@ from claude_audit.decode import DecodeError, decode_event, split_argv
 from claude_audit.events import CandidateEvent, ExecEvent, ExitEvent, TrackFlag
 
 
-def _exec_record(filename: bytes, argv_area: bytes, flags: int = 0, orig: int | None = None) -> bytes:
-    h = L.ExecEventHeader(
-        type=L.EVENT_EXEC,
-        pid=10,
-        tid=11,
-        ppid=9,
-        uid=1000,
-        gid=1001,
-        root=5,
-        invocation=7,
-        boot_ns=1_000,
-        start_ticks=50,
-        root_start_ticks=40,
-        invocation_start_ticks=45,
-        cgroup_id=99,
-        flags=flags,
-        filename_len=len(filename),
-        args_len=len(argv_area),
-        args_orig_len=len(argv_area) if orig is None else orig,
-        comm=b"bash",
-    )
-    return bytes(h) + filename + argv_area
-
-
 def test_exec_record_decodes_every_field() -> None:
     """All header fields, the path and the argv come through; boot time becomes wall time."""
-    ev = decode_event(_exec_record(b"/bin/echo", b"echo\0a b\0c\nd\0"), boot_to_wall_ns=5_000)
+    ev = decode_event(raw_exec(b"/bin/echo", b"echo\0a b\0c\nd\0"), boot_to_wall_ns=5_000)
     assert isinstance(ev, ExecEvent)
     assert (ev.pid, ev.tid, ev.ppid, ev.uid, ev.gid) == (10, 11, 9, 1000, 1001)
     assert (ev.session_root, ev.root_start_ticks, ev.invocation, ev.invocation_start_ticks) == (5, 40, 7, 45)
@@ -53,7 +30,7 @@ def test_exec_record_decodes_every_field() -> None:
 def test_exec_flags() -> None:
     """Kernel flags become typed flags and data-quality labels."""
     flags = L.EXEC_ARGS_TRUNCATED | L.TRACK_PENDING_ROOT | L.TRACK_SEEDED | L.EXEC_IS_ROOT
-    ev = decode_event(_exec_record(b"/x", b"abc", flags, orig=100_000), 0)
+    ev = decode_event(raw_exec(b"/x", b"abc", flags=flags, orig=100_000), 0)
     assert isinstance(ev, ExecEvent)
     assert ev.args_truncated and ev.args_original_len == 100_000
     assert ev.track_flags == TrackFlag.PENDING_ROOT
@@ -63,7 +40,7 @@ def test_exec_flags() -> None:
 
 def test_short_and_lying_records_are_errors() -> None:
     """A record shorter than it claims raises DecodeError (the daemon counts and skips it)."""
-    rec = _exec_record(b"/bin/true", b"true\0")
+    rec = raw_exec(b"/bin/true", b"true\0")
     with pytest.raises(DecodeError):
         decode_event(rec[:-3], 0)
     with pytest.raises(DecodeError):
