@@ -20,23 +20,28 @@ TARGETS = {
 
 
 def linreg_slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs (0 when all xs are equal)."""
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     den = sum((x - mx) ** 2 for x in xs)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
 
 
-def pct(xs: list[float], p: float) -> float:
+def percentile(xs: list[float], p: float) -> float:
+    """The `p`-th percentile of xs by nearest rank (no interpolation: always one of the samples)."""
     s = sorted(xs)
     return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))]
 
 
 def summary(xs: list[float]) -> dict[str, Any]:
+    """n, p50, p99, max and min of xs; just n (0) when there are none."""
     if not xs:
         return {"n": 0}
-    return {"n": len(xs), "p50": pct(xs, 50), "p99": pct(xs, 99), "max": max(xs), "min": min(xs)}
+    p50, p99 = percentile(xs, 50), percentile(xs, 99)
+    return {"n": len(xs), "p50": p50, "p99": p99, "max": max(xs), "min": min(xs)}
 
 
-def mm(xs: list[float]) -> dict[str, float]:
+def min_median_max(xs: list[float]) -> dict[str, float]:
+    """The spread of per-repetition values."""
     return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)}
 
 
@@ -62,13 +67,13 @@ def analyse(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     unrel = [r["daemon_unrelated"]["rate"] for r in reps]
     watched = [r["watched"]["rate"] for r in reps]
     a: dict[str, Any] = {
-        "rate_baseline": mm(base),
-        "rate_daemon_unrelated": mm(unrel),
-        "rate_watched": mm(watched),
+        "rate_baseline": min_median_max(base),
+        "rate_daemon_unrelated": min_median_max(unrel),
+        "rate_watched": min_median_max(watched),
         "unrelated_ratio_per_rep": [u / b for u, b in zip(unrel, base, strict=True)],
         "watched_ratio_per_rep": [w / b for w, b in zip(watched, base, strict=True)],
         "watched_vs_daemon_unrelated_per_rep": [w / u for w, u in zip(watched, unrel, strict=True)],
-        "cpu_ms_per_1000": mm([r["watched"]["cpu_ms_per_1000"] for r in reps]),
+        "cpu_ms_per_1000": min_median_max([r["watched"]["cpu_ms_per_1000"] for r in reps]),
         "watched_lost": sum(
             r["watched"]["lost_kernel_and_queue"] + r["watched"]["lost_records"] for r in reps
         ),
@@ -79,11 +84,11 @@ def analyse(raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     a["watched_ratio"] = statistics.median(watched) / statistics.median(base)
     if "auditd" in reps[0]:
         aud = [r["auditd"]["rate"] for r in reps]
-        a["rate_auditd"] = mm(aud)
+        a["rate_auditd"] = min_median_max(aud)
         a["auditd_ratio_per_rep"] = [x / b for x, b in zip(aud, base, strict=True)]
         a["auditd_ratio"] = statistics.median(aud) / statistics.median(base)
-        a["auditd_cpu_ms_per_1000"] = mm([r["auditd"]["cpu_ms_per_1000"] for r in reps])
-        a["auditd_cpu_ms_per_1000_with_kauditd"] = mm(
+        a["auditd_cpu_ms_per_1000"] = min_median_max([r["auditd"]["cpu_ms_per_1000"] for r in reps])
+        a["auditd_cpu_ms_per_1000_with_kauditd"] = min_median_max(
             [r["auditd"]["cpu_ms_per_1000_with_kauditd"] for r in reps]
         )
         a["auditd_lost"] = sum(r["auditd"]["lost"] for r in reps)

@@ -73,8 +73,8 @@ class RotatingFile:
         self._fd: int | None = None
         self._ident: tuple[int, int] = (0, 0)
         self._size = 0
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
+        self._buffered: list[bytes] = []
+        self._buffered_bytes = 0
         self._needs_newline = False
         self._healthy = True
         self._gap_lines = 0
@@ -106,9 +106,9 @@ class RotatingFile:
             if not line.endswith(b"\n") or line.count(b"\n") != 1:
                 raise ValueError("each line must end in b'\\n' and contain no other newline")
         queued = sum(len(line) for line in lines)
-        self._pending.extend(lines)
-        self._pending_bytes += queued
-        if self._pending_bytes >= self.buffer_bytes:
+        self._buffered.extend(lines)
+        self._buffered_bytes += queued
+        if self._buffered_bytes >= self.buffer_bytes:
             self.flush()
         return queued
 
@@ -118,7 +118,7 @@ class RotatingFile:
         If the file or its directory was deleted or the path now names another file (moved by
         logrotate), the path is opened again first, creating what is missing.
         """
-        lines, self._pending, self._pending_bytes = self._pending, [], 0
+        lines, self._buffered, self._buffered_bytes = self._buffered, [], 0
         if self._fd is not None and self._path_changed():
             self._close_fd()
         if self._fd is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from processes import exec_storm
 from sensor_util import Collector, watched_root
 
-from claude_audit import bpf_layout as L
+from claude_audit import bpf_layout
 from claude_audit.events import ExitEvent
 from claude_audit.sensor import Sensor
 
@@ -115,7 +115,7 @@ def test_moderate_storm_loses_nothing(sensor: Sensor, collector: Collector) -> N
     after = sensor.counter_totals()
     got = {e.argv[2] for e in collector.execs(root) if e.argv[:2] == [b"/bin/true", b"storm"]}
     assert len(got) == n
-    assert after[L.COUNTER_RING_LOST] == before[L.COUNTER_RING_LOST]
+    assert after[bpf_layout.COUNTER_RING_LOST] == before[bpf_layout.COUNTER_RING_LOST]
     assert collector.queue.dropped == 0
 
 

@@ -9,7 +9,7 @@ from builders import raw_exec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claude_audit import bpf_layout as L
+from claude_audit import bpf_layout
 from claude_audit.decode import DecodeError, decode_event, split_argv
 from claude_audit.events import CandidateEvent, ExecEvent, ExitEvent, TrackFlag
 
@@ -29,7 +29,12 @@ def test_exec_record_decodes_every_field() -> None:
 
 def test_exec_flags() -> None:
     """Kernel flags become typed flags and data-quality labels."""
-    flags = L.EXEC_ARGS_TRUNCATED | L.TRACK_PENDING_ROOT | L.TRACK_SEEDED | L.EXEC_IS_ROOT
+    flags = (
+        bpf_layout.EXEC_ARGS_TRUNCATED
+        | bpf_layout.TRACK_PENDING_ROOT
+        | bpf_layout.TRACK_SEEDED
+        | bpf_layout.EXEC_IS_ROOT
+    )
     ev = decode_event(raw_exec(b"/x", b"abc", flags=flags, orig=100_000), 0)
     assert isinstance(ev, ExecEvent)
     assert ev.args_truncated and ev.args_original_len == 100_000
@@ -51,11 +56,11 @@ def test_short_and_lying_records_are_errors() -> None:
 
 def test_candidate_and_exit() -> None:
     """Candidate and exit records decode to their own event types."""
-    c = L.CandidateEventRaw(
-        type=L.EVENT_CANDIDATE,
+    c = bpf_layout.CandidateEventRaw(
+        type=bpf_layout.EVENT_CANDIDATE,
         pid=3,
         ppid=2,
-        reason=L.CANDIDATE_RENAME,
+        reason=bpf_layout.CANDIDATE_RENAME,
         boot_ns=10,
         start_ticks=7,
         comm=b"claude",
@@ -65,7 +70,9 @@ def test_candidate_and_exit() -> None:
     assert ev == CandidateEvent(
         wall_time_ns=11, pid=3, ppid=2, reason="rename", comm=b"claude", filename=b"", start_ticks=7
     )
-    x = L.ExitEventRaw(type=L.EVENT_EXIT, pid=3, root=3, exit_code=256, boot_ns=10, start_ticks=7)
+    x = bpf_layout.ExitEventRaw(
+        type=bpf_layout.EVENT_EXIT, pid=3, root=3, exit_code=256, boot_ns=10, start_ticks=7
+    )
     assert decode_event(bytes(x), 0) == ExitEvent(
         wall_time_ns=10, pid=3, session_root=3, root_start_ticks=7, exit_code=256
     )

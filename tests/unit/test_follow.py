@@ -127,17 +127,17 @@ def test_rotation_racing_the_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     log = tmp_path / "audit.jsonl"
     log.write_bytes(b"first\n")
     real = follow_module._identity
-    pending: list[Callable[[], None]] = []
+    at_next_look: list[Callable[[], None]] = []
 
     def racing_identity(path: Path) -> tuple[int, int] | None:
-        while pending:
-            pending.pop(0)()
+        while at_next_look:
+            at_next_look.pop(0)()
         return real(path)
 
     monkeypatch.setattr(follow_module, "_identity", racing_identity)
 
     def race() -> None:
-        pending.extend(
+        at_next_look.extend(
             [appender(log, b"late\n"), lambda: _rotate_like_rotate_py(log), appender(log, b"next\n")]
         )
 

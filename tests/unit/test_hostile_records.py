@@ -18,7 +18,7 @@ from builders import raw_exec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from claude_audit import bpf_layout as L
+from claude_audit import bpf_layout
 from claude_audit.decode import DecodeError, decode_event, split_argv
 from claude_audit.events import ExecEvent
 from claude_audit.records import HostInfo, exec_record
@@ -99,12 +99,14 @@ def test_decoder_rejects_garbage_only_with_decode_error(raw: bytes) -> None:
 
 
 @given(
-    header=st.binary(min_size=ctypes.sizeof(L.ExecEventHeader), max_size=ctypes.sizeof(L.ExecEventHeader)),
+    header=st.binary(
+        min_size=ctypes.sizeof(bpf_layout.ExecEventHeader), max_size=ctypes.sizeof(bpf_layout.ExecEventHeader)
+    ),
     tail=st.binary(max_size=64),
 )
 def test_exec_header_lengths_are_checked(header: bytes, tail: bytes) -> None:
     """An exec record whose lengths claim more than its bytes is refused, not read past its end."""
-    raw = L.EVENT_EXEC.to_bytes(4, "little") + header[4:] + tail
+    raw = bpf_layout.EVENT_EXEC.to_bytes(4, "little") + header[4:] + tail
     try:
         ev = decode_event(raw, 0)
     except DecodeError:
