@@ -12,16 +12,16 @@ journald's own CPU per 1000 records, and checks that every record arrived. Run a
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "daemon"), str(REPO / "tests" / "integration")]
+sys.path[:0] = [str(REPO / "daemon"), str(REPO / "tests" / "integration"), str(REPO / "tests" / "common")]
 
 from journald_env import journald_env  # noqa: E402
+from procstats import cpu_seconds  # noqa: E402
 
 from claude_audit import records  # noqa: E402
 from claude_audit.events import ExecEvent  # noqa: E402
@@ -62,11 +62,6 @@ def event(i: int) -> ExecEvent:
     )
 
 
-def cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run(n: int, sink: JournalSink | None) -> float:
     t0 = time.process_time()
     for i in range(n):
@@ -88,10 +83,10 @@ def main() -> int:
         sink = JournalSink(env.socket_path)
         for _ in range(args.reps):
             base.append(run(n, None))
-            c0 = cpu_of(env.pid)
+            c0 = cpu_seconds(env.pid)
             withj.append(run(n, sink))
             time.sleep(1.0)  # let journald finish writing what it received
-            jd_cpu.append(cpu_of(env.pid) - c0)
+            jd_cpu.append(cpu_seconds(env.pid) - c0)
         arrived = len(env.entries(SYSLOG_IDENTIFIER="claude-audit"))
         sent, failed = sink.sent, sink.failed
         sink.close()

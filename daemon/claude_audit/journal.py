@@ -25,6 +25,8 @@ from typing import Any, Final
 
 import structlog
 
+from .textenc import neutralise
+
 log = structlog.get_logger(__name__)
 
 DEFAULT_SOCKET: Final = Path("/run/systemd/journal/socket")
@@ -38,8 +40,6 @@ PRIORITY_INFO: Final = 6
 PRIORITY_DEBUG: Final = 7
 
 _NAME_BAD = re.compile(r"[^A-Z0-9_]")
-# C0 controls, DEL, C1 controls, and the Unicode line/paragraph separators.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 _SEALS: Final = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
 
@@ -113,19 +113,6 @@ def _scalar(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def escape_controls(text: str) -> str:
-    """Make `text` safe for one log line: control characters become \\n, \\t, \\r or \\xNN / \\uNNNN."""
-
-    def repl(m: re.Match[str]) -> str:
-        c = m.group(0)
-        special = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-        if c in special:
-            return special[c]
-        return f"\\x{ord(c):02x}" if ord(c) <= 0xFF else f"\\u{ord(c):04x}"
-
-    return _CONTROL.sub(repl, text)
-
-
 _WARNING_ACTIONS: Final = frozenset({"events-lost", "events_lost", "queue-overflow", "queue_overflow"})
 _LEVELS: Final = {
     "critical": 2,
@@ -191,7 +178,7 @@ def _message(record: Mapping[str, Any], action: str | None) -> str:
         text = str(m)
     if text is not None:
         msg += ": " + text
-    msg = escape_controls(msg)
+    msg = neutralise(msg)
     if len(msg) > MESSAGE_MAX_CHARS:
         msg = msg[: MESSAGE_MAX_CHARS - 1] + "\u2026"
     return msg

@@ -26,6 +26,8 @@ from typing import Final
 
 import structlog
 
+from .lognames import backup_number, backup_path
+
 log = structlog.get_logger(__name__)
 
 WriteFn = Callable[[int, bytes | memoryview], int]
@@ -71,8 +73,8 @@ class RotatingFile:
         self._fd: int | None = None
         self._ident: tuple[int, int] = (0, 0)
         self._size = 0
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
+        self._buffered: list[bytes] = []
+        self._buffered_bytes = 0
         self._needs_newline = False
         self._healthy = True
         self._gap_lines = 0
@@ -104,9 +106,9 @@ class RotatingFile:
             if not line.endswith(b"\n") or line.count(b"\n") != 1:
                 raise ValueError("each line must end in b'\\n' and contain no other newline")
         queued = sum(len(line) for line in lines)
-        self._pending.extend(lines)
-        self._pending_bytes += queued
-        if self._pending_bytes >= self.buffer_bytes:
+        self._buffered.extend(lines)
+        self._buffered_bytes += queued
+        if self._buffered_bytes >= self.buffer_bytes:
             self.flush()
         return queued
 
@@ -116,7 +118,7 @@ class RotatingFile:
         If the file or its directory was deleted or the path now names another file (moved by
         logrotate), the path is opened again first, creating what is missing.
         """
-        lines, self._pending, self._pending_bytes = self._pending, [], 0
+        lines, self._buffered, self._buffered_bytes = self._buffered, [], 0
         if self._fd is not None and self._path_changed():
             self._close_fd()
         if self._fd is None:
@@ -276,14 +278,11 @@ class RotatingFile:
     # -- files and directories ---------------------------------------------------------------------
 
     def _backup(self, n: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.{n}")
+        return backup_path(self.path, n)
 
     def _is_ours(self, name: str) -> bool:
         base = self.path.name
-        if name == base:
-            return True
-        suffix = name.removeprefix(base + ".")
-        return suffix != name and (suffix.isdigit() or suffix.startswith("tmp-"))
+        return name == base or backup_number(base, name) is not None or name.startswith(base + ".tmp-")
 
     def _ensure_dir(self) -> None:
         d = self.path.parent

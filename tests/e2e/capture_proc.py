@@ -9,7 +9,7 @@ stat, status, cmdline, comm, environ and the exe link. The result goes to
     sessions/<pid>.json                                     ~/.claude/sessions/<pid>.json, if written
     tree.json                                               pid -> ppid, roles, the scripted commands
 
-Usage: python tests/e2e/capture_proc.py [--out DIR] [VERSION ...]
+Usage: .venv/bin/python tests/e2e/capture_proc.py [--out DIR] [VERSION ...]
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from processes import terminate
+
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "claude_audit"]
 
@@ -69,13 +71,7 @@ def running_daemon(dirpath: Path, extra_config: str = "") -> Iterator[RunningDae
         d.wait_for(lambda rs: any(r["event"]["action"] == "daemon-started" for r in rs))
         yield d
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
         assert proc.stderr is not None
         err = proc.stderr.read().decode(errors="replace")
         proc.stderr.close()

@@ -18,6 +18,8 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from claude_audit.procfs import parse_stat
+
 # As root, `--dangerously-skip-permissions` / `--permission-mode bypassPermissions` are refused unless
 # IS_SANDBOX=1; `--allowedTools Bash` alone lets headless mode run every Bash command without a prompt.
 DEFAULT_ARGS: tuple[str, ...] = ("--allowedTools", "Bash")
@@ -80,11 +82,11 @@ def start_session(
 
 
 def read_ppid(pid: int) -> int | None:
+    """The parent pid of a live process, None if it is gone (or exiting: its stat reads empty)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
+        return parse_stat(Path(f"/proc/{pid}/stat").read_bytes()).ppid
+    except (OSError, ValueError):
         return None
-    return int(stat[stat.rindex(b")") + 2 :].split()[1])  # comm may hold spaces and parentheses
 
 
 def descendants(root: int) -> dict[int, int]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +9,7 @@ from pathlib import Path
 import pytest
 from daemon_util import execs, running_daemon
 from fake_api import FakeAnthropicAPI, tag_prompt
+from processes import exec_storm, kill
 from session import start_session
 
 UNRELATED = "unrelated-busy-marker-91c2"
@@ -19,17 +18,8 @@ UNRELATED = "unrelated-busy-marker-91c2"
 @pytest.fixture
 def unrelated_storm() -> Iterator[None]:
     """An unrelated process execing as fast as it can for the whole test."""
-    stop = threading.Event()
-
-    def storm() -> None:
-        while not stop.is_set():
-            subprocess.run(["/bin/true", UNRELATED], check=True)
-
-    t = threading.Thread(target=storm)
-    t.start()
-    yield
-    stop.set()
-    t.join()
+    with exec_storm("/bin/true", UNRELATED):
+        yield
 
 
 def _commands(done: Path) -> list[str]:
@@ -135,9 +125,7 @@ def test_session_running_before_the_daemon_starts(
                 lambda rs: any(e["process"]["args"] == ["/bin/echo", "after-daemon-start"] for e in execs(rs))
             )
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        kill(p)
     sf = next(r for r in found if r["event"]["action"] == "session-found")
     assert sf["claude"]["pid"] == p.pid
     echo = next(e for e in execs(d.records()) if e["process"]["args"] == ["/bin/echo", "after-daemon-start"])

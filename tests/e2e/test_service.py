@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from fake_api import FakeAnthropicAPI, tag_prompt
+from processes import kill
 from systemd_env import (
     AUDIT_LOG,
     NONINTERACTIVE,
@@ -125,9 +126,7 @@ def _session(
         assert STATUS_RE.match(env.show(UNIT, "StatusText")).group(1) == "1"  # type: ignore[union-attr]
         _, err = proc.communicate(timeout=180)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill(proc)
     assert proc.returncode == 0, err[-3000:]
     print(f"claude session inside: {time.monotonic() - t0:.1f} s")
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from processes import kill, terminate
+
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "claude_audit"]
 ENV = dict(os.environ, PYTHONPATH=str(REPO / "daemon"))
@@ -150,13 +152,8 @@ def daemon(base: Path, cfg: Path, log: Path, *, expect_rc: tuple[int, ...] = (0,
         yield d
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            proc.send_signal(signal.SIGCONT)  # a test may have stopped it
+        terminate(proc, timeout=60)
     if proc.returncode not in expect_rc:
         raise AssertionError(f"daemon exited {proc.returncode}: {d.stderr()[-3000:]}")
 
@@ -193,8 +190,7 @@ def session(exe: Path, *steps: str, env: dict[str, str] | None = None) -> Iterat
                 proc.stdin.close()  # EOF ends the last read
                 proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
+                kill(proc)
 
 
 def actions(recs: Records, action: str) -> Records:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from processes import terminate
 
 JOURNALD = "/lib/systemd/systemd-journald"
 
@@ -81,13 +82,7 @@ def journald_env(timeout: float = 10.0) -> Iterator[JournaldEnv]:
         machine_id = Path("/etc/machine-id").read_text().strip()
         yield JournaldEnv(socket_path=sock, journal_dir=run / "log/journal" / machine_id, pid=proc.pid)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        terminate(proc, timeout=10)
         if proc.stderr:
             proc.stderr.close()
         shutil.rmtree(base, ignore_errors=True)

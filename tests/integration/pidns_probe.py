@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+# What pytest gives the tests: their own directory and tests/common (pythonpath in pyproject).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 sys.path.insert(0, os.path.dirname(__file__))
 
 from sensor_util import Collector, start_ticks

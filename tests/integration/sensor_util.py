@@ -9,16 +9,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from processes import kill
+
 from claude_audit.decode import Event, decode_event
 from claude_audit.events import ExecEvent
+from claude_audit.procfs import parse_stat
 from claude_audit.sensor import RingQueue, Sensor, boot_to_wall_offset_ns
 
 
 def start_ticks(pid: int) -> int:
-    """Field 22 of /proc/PID/stat."""
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
     with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read()
-    return int(data.rsplit(b")", 1)[1].split()[19])
+        return parse_stat(f.read()).start_ticks
 
 
 @dataclass
@@ -70,7 +72,5 @@ def watched_root(sensor: Sensor, script: str | list[str], env: dict[str, str] | 
         yield p.pid
         p.wait(timeout=60)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        kill(p)
         sensor.remove_root(p.pid)

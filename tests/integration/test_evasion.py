@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 from daemon_faults_util import actions, config_text, daemon, execs_of, fake_claude, wait_until
+from processes import kill
 from sensor_util import Collector, start_ticks, watched_root
 
-from claude_audit import bpf_layout as L
+from claude_audit import bpf_layout
 from claude_audit.events import CandidateEvent, ExecEvent
 from claude_audit.sensor import Sensor
 
@@ -218,7 +219,9 @@ def test_pid_reused_after_a_tracked_process_exits(sensor: Sensor, collector: Col
     _after_tick(victim.start_ticks)
     assert _reuse_pid(victim.pid, ["/bin/true", "reused-1"]), "could not force pid reuse"
     # As if the daemon seeded the entry just before the process exited and the exit was missed.
-    stale = L.TrackedProc(start_ticks=victim.start_ticks, root_start_ticks=1, root=root, invocation=root)
+    stale = bpf_layout.TrackedProc(
+        start_ticks=victim.start_ticks, root_start_ticks=1, root=root, invocation=root
+    )
     assert sensor.track(victim.pid, stale)
     assert _reuse_pid(victim.pid, ["/bin/true", "reused-2"]), "could not force pid reuse"
     collector.settle()
@@ -271,9 +274,7 @@ def test_process_started_before_the_daemon(tmp_path: Path) -> None:
         assert seeded["claude"]["invocation_pid"] == later["claude"]["invocation_pid"]
         assert later["process"]["parent"]["pid"] == seeded["process"]["pid"]
     finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+        kill(p)
         assert p.stdin is not None
         p.stdin.close()
 

@@ -16,6 +16,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +24,8 @@ import pytest
 from daemon_faults_util import (
     CLI,
     ENV,
+    Daemon,
+    Session,
     actions,
     args_of,
     config_text,
@@ -117,8 +120,9 @@ def test_disk_full_then_space_returns(tmp_path: Path, small_fs: Path) -> None:
         assert missing <= in_journal
 
 
-def test_log_file_deleted_under_the_daemon(tmp_path: Path) -> None:
-    """The log file is unlinked while the daemon runs: later records land in a recreated file (0640)."""
+@contextmanager
+def _first_exec_logged(tmp_path: Path) -> Iterator[tuple[Daemon, Session, Path]]:
+    """(daemon, session, log) once the session's `/bin/true one` is in the log; go() runs `/bin/true two`."""
     exe = fake_claude(tmp_path)
     log = tmp_path / "log" / "audit.jsonl"
     with (
@@ -128,6 +132,12 @@ def test_log_file_deleted_under_the_daemon(tmp_path: Path) -> None:
         session_found(d, s.pid)
         s.go()
         d.wait_for(lambda rs: ["/bin/true", "one"] in args_of(rs, s.pid))
+        yield d, s, log
+
+
+def test_log_file_deleted_under_the_daemon(tmp_path: Path) -> None:
+    """The log file is unlinked while the daemon runs: later records land in a recreated file (0640)."""
+    with _first_exec_logged(tmp_path) as (d, s, log):
         log.unlink()
         s.go()
         recs = d.wait_for(lambda rs: ["/bin/true", "two"] in args_of(rs, s.pid))
@@ -137,15 +147,7 @@ def test_log_file_deleted_under_the_daemon(tmp_path: Path) -> None:
 
 def test_log_directory_moved_away(tmp_path: Path) -> None:
     """The log directory is renamed while the daemon runs: it is recreated (0750) and records land there."""
-    exe = fake_claude(tmp_path)
-    log = tmp_path / "log" / "audit.jsonl"
-    with (
-        daemon(tmp_path, config_text(tmp_path, log), log) as d,
-        session(exe, "/bin/true one", "/bin/true two") as s,
-    ):
-        session_found(d, s.pid)
-        s.go()
-        d.wait_for(lambda rs: ["/bin/true", "one"] in args_of(rs, s.pid))
+    with _first_exec_logged(tmp_path) as (d, s, log):
         (tmp_path / "log").rename(tmp_path / "log-moved")
         s.go()
         recs = d.wait_for(lambda rs: ["/bin/true", "two"] in args_of(rs, s.pid))

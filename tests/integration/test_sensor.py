@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 from pathlib import Path
 
+from processes import exec_storm
 from sensor_util import Collector, watched_root
 
-from claude_audit import bpf_layout as L
+from claude_audit import bpf_layout
 from claude_audit.events import ExitEvent
 from claude_audit.sensor import Sensor
 
@@ -91,21 +91,12 @@ def test_oversized_argv_is_truncated_and_flagged(sensor: Sensor, collector: Coll
 
 def test_unrelated_processes_are_never_recorded(sensor: Sensor, collector: Collector, tmp_path: Path) -> None:
     """An exec storm outside any session, at the same time as a session, leaves no record."""
-    stop = threading.Event()
     marker = "unrelated-marker-7f3a"
-
-    def storm() -> None:
-        while not stop.is_set():
-            subprocess.run(["/bin/true", marker], check=True)
-
-    t = threading.Thread(target=storm)
-    t.start()
-    try:
-        with watched_root(sensor, "for i in $(seq 20); do /bin/true inside; done") as root:
-            pass
-    finally:
-        stop.set()
-        t.join()
+    with (
+        exec_storm("/bin/true", marker),
+        watched_root(sensor, "for i in $(seq 20); do /bin/true inside; done") as root,
+    ):
+        pass
     collector.settle()
     assert not [e for e in collector.execs() if marker.encode() in e.argv]
     assert sum(1 for e in collector.execs(root) if e.argv == [b"/bin/true", b"inside"]) == 20
@@ -124,7 +115,7 @@ def test_moderate_storm_loses_nothing(sensor: Sensor, collector: Collector) -> N
     after = sensor.counter_totals()
     got = {e.argv[2] for e in collector.execs(root) if e.argv[:2] == [b"/bin/true", b"storm"]}
     assert len(got) == n
-    assert after[L.COUNTER_RING_LOST] == before[L.COUNTER_RING_LOST]
+    assert after[bpf_layout.COUNTER_RING_LOST] == before[bpf_layout.COUNTER_RING_LOST]
     assert collector.queue.dropped == 0
 
 

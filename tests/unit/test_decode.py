@@ -5,41 +5,18 @@ from __future__ import annotations
 import ctypes
 
 import pytest
+from builders import raw_exec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claude_audit import bpf_layout as L
+from claude_audit import bpf_layout
 from claude_audit.decode import DecodeError, decode_event, split_argv
 from claude_audit.events import CandidateEvent, ExecEvent, ExitEvent, TrackFlag
 
 
-def _exec_record(filename: bytes, argv_area: bytes, flags: int = 0, orig: int | None = None) -> bytes:
-    h = L.ExecEventHeader(
-        type=L.EVENT_EXEC,
-        pid=10,
-        tid=11,
-        ppid=9,
-        uid=1000,
-        gid=1001,
-        root=5,
-        invocation=7,
-        boot_ns=1_000,
-        start_ticks=50,
-        root_start_ticks=40,
-        invocation_start_ticks=45,
-        cgroup_id=99,
-        flags=flags,
-        filename_len=len(filename),
-        args_len=len(argv_area),
-        args_orig_len=len(argv_area) if orig is None else orig,
-        comm=b"bash",
-    )
-    return bytes(h) + filename + argv_area
-
-
 def test_exec_record_decodes_every_field() -> None:
     """All header fields, the path and the argv come through; boot time becomes wall time."""
-    ev = decode_event(_exec_record(b"/bin/echo", b"echo\0a b\0c\nd\0"), boot_to_wall_ns=5_000)
+    ev = decode_event(raw_exec(b"/bin/echo", b"echo\0a b\0c\nd\0"), boot_to_wall_ns=5_000)
     assert isinstance(ev, ExecEvent)
     assert (ev.pid, ev.tid, ev.ppid, ev.uid, ev.gid) == (10, 11, 9, 1000, 1001)
     assert (ev.session_root, ev.root_start_ticks, ev.invocation, ev.invocation_start_ticks) == (5, 40, 7, 45)
@@ -52,8 +29,13 @@ def test_exec_record_decodes_every_field() -> None:
 
 def test_exec_flags() -> None:
     """Kernel flags become typed flags and data-quality labels."""
-    flags = L.EXEC_ARGS_TRUNCATED | L.TRACK_PENDING_ROOT | L.TRACK_SEEDED | L.EXEC_IS_ROOT
-    ev = decode_event(_exec_record(b"/x", b"abc", flags, orig=100_000), 0)
+    flags = (
+        bpf_layout.EXEC_ARGS_TRUNCATED
+        | bpf_layout.TRACK_PENDING_ROOT
+        | bpf_layout.TRACK_SEEDED
+        | bpf_layout.EXEC_IS_ROOT
+    )
+    ev = decode_event(raw_exec(b"/x", b"abc", flags=flags, orig=100_000), 0)
     assert isinstance(ev, ExecEvent)
     assert ev.args_truncated and ev.args_original_len == 100_000
     assert ev.track_flags == TrackFlag.PENDING_ROOT
@@ -63,7 +45,7 @@ def test_exec_flags() -> None:
 
 def test_short_and_lying_records_are_errors() -> None:
     """A record shorter than it claims raises DecodeError (the daemon counts and skips it)."""
-    rec = _exec_record(b"/bin/true", b"true\0")
+    rec = raw_exec(b"/bin/true", b"true\0")
     with pytest.raises(DecodeError):
         decode_event(rec[:-3], 0)
     with pytest.raises(DecodeError):
@@ -74,11 +56,11 @@ def test_short_and_lying_records_are_errors() -> None:
 
 def test_candidate_and_exit() -> None:
     """Candidate and exit records decode to their own event types."""
-    c = L.CandidateEventRaw(
-        type=L.EVENT_CANDIDATE,
+    c = bpf_layout.CandidateEventRaw(
+        type=bpf_layout.EVENT_CANDIDATE,
         pid=3,
         ppid=2,
-        reason=L.CANDIDATE_RENAME,
+        reason=bpf_layout.CANDIDATE_RENAME,
         boot_ns=10,
         start_ticks=7,
         comm=b"claude",
@@ -88,7 +70,9 @@ def test_candidate_and_exit() -> None:
     assert ev == CandidateEvent(
         wall_time_ns=11, pid=3, ppid=2, reason="rename", comm=b"claude", filename=b"", start_ticks=7
     )
-    x = L.ExitEventRaw(type=L.EVENT_EXIT, pid=3, root=3, exit_code=256, boot_ns=10, start_ticks=7)
+    x = bpf_layout.ExitEventRaw(
+        type=bpf_layout.EVENT_EXIT, pid=3, root=3, exit_code=256, boot_ns=10, start_ticks=7
+    )
     assert decode_event(bytes(x), 0) == ExitEvent(
         wall_time_ns=10, pid=3, session_root=3, root_start_ticks=7, exit_code=256
     )

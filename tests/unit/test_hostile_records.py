@@ -14,10 +14,11 @@ import ctypes
 import json
 from typing import Any
 
+from builders import raw_exec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from claude_audit import bpf_layout as L
+from claude_audit import bpf_layout
 from claude_audit.decode import DecodeError, decode_event, split_argv
 from claude_audit.events import ExecEvent
 from claude_audit.records import HostInfo, exec_record
@@ -32,27 +33,6 @@ NASTY += [b"\xc3", b"\xc0\x80", b"\xed\xa0\x80", b"\xff", b"}", b"]", b'","x":"'
 
 hostile_bytes = st.lists(st.one_of(st.sampled_from(NASTY), st.binary(max_size=8)), max_size=8).map(b"".join)
 arg = hostile_bytes.map(lambda b: b.replace(b"\0", b""))  # a single argv element never holds a NUL
-
-
-def _raw_exec(filename: bytes, area: bytes, comm: bytes, flags: int = 0) -> bytes:
-    h = L.ExecEventHeader(
-        type=L.EVENT_EXEC,
-        pid=10,
-        tid=10,
-        ppid=9,
-        root=5,
-        invocation=7,
-        boot_ns=1,
-        start_ticks=50,
-        root_start_ticks=40,
-        invocation_start_ticks=45,
-        flags=flags,
-        filename_len=len(filename),
-        args_len=len(area),
-        args_orig_len=len(area),
-        comm=comm,
-    )
-    return bytes(h) + filename + area
 
 
 def _check_line(line: bytes) -> dict[str, Any]:
@@ -92,7 +72,7 @@ def _recovered_comm(rec: dict[str, Any]) -> bytes:
 )
 def test_any_exec_bytes_give_one_line(filename: bytes, area: bytes, comm: bytes) -> None:
     """Kernel bytes -> decode -> record -> line: one valid JSON line, argv/exe/comm recovered exactly."""
-    ev = decode_event(_raw_exec(filename, area, comm), 0)
+    ev = decode_event(raw_exec(filename, area, comm=comm), 0)
     assert isinstance(ev, ExecEvent)
     rec = _check_line(dumps_line(exec_record(ev, HOST, {"pid": 5}, 1)))
     assert _recovered_args(rec) == split_argv(area)
@@ -119,12 +99,14 @@ def test_decoder_rejects_garbage_only_with_decode_error(raw: bytes) -> None:
 
 
 @given(
-    header=st.binary(min_size=ctypes.sizeof(L.ExecEventHeader), max_size=ctypes.sizeof(L.ExecEventHeader)),
+    header=st.binary(
+        min_size=ctypes.sizeof(bpf_layout.ExecEventHeader), max_size=ctypes.sizeof(bpf_layout.ExecEventHeader)
+    ),
     tail=st.binary(max_size=64),
 )
 def test_exec_header_lengths_are_checked(header: bytes, tail: bytes) -> None:
     """An exec record whose lengths claim more than its bytes is refused, not read past its end."""
-    raw = L.EVENT_EXEC.to_bytes(4, "little") + header[4:] + tail
+    raw = bpf_layout.EVENT_EXEC.to_bytes(4, "little") + header[4:] + tail
     try:
         ev = decode_event(raw, 0)
     except DecodeError:

@@ -11,7 +11,6 @@ import pytest
 from claude_audit.journal import (
     JournalSink,
     encode_entry,
-    escape_controls,
     journal_fields,
     normalise_field_name,
 )
@@ -61,10 +60,6 @@ def test_field_name_rejects_empty(name: str) -> None:
 
 def test_encode_normalises_names() -> None:
     assert encode_entry({"process.pid": "1"}) == b"PROCESS_PID=1\n"
-
-
-def test_escape_controls() -> None:
-    assert escape_controls("a\nb\tc\x1b[31m\x7f\x85\u2028") == "a\\nb\\tc\\x1b[31m\\x7f\\x85\\u2028"
 
 
 RECORD = {
@@ -126,6 +121,18 @@ def test_journal_fields_omits_absent_and_falls_back() -> None:
     assert f["MESSAGE"] == "exec pid=5 session=4: ls -l\\x1b"
     for absent in ("CLAUDE_SESSION_ID", "CLAUDE_COMMAND", "PROCESS_PPID", "USER_ID", "PROCESS_EXECUTABLE"):
         assert absent not in f
+
+
+def test_message_neutralises_bidi_and_invisible_characters() -> None:
+    """MESSAGE shows a command's bidi override, zero-width space and ESC as escapes, as `tail` does.
+
+    journalctl prints MESSAGE to a terminal: a raw U+202E would make ``rm -rf / #txt.exe`` read
+    backwards. The exact command stays in CLAUDE_COMMAND and AUDIT_RECORD.
+    """
+    command = "echo safe\u202e\u200b\x1b[2J\U000e0041"
+    f = journal_fields({"event": {"action": "exec"}, "claude": {"command": command}})
+    assert f["MESSAGE"] == "exec: echo safe\\u202e\\u200b\\x1b[2J\\U000e0041"
+    assert f["CLAUDE_COMMAND"] == command
 
 
 def test_priorities() -> None:

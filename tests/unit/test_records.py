@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from builders import HOST, T0, exec_event
 from hypothesis import given
 from hypothesis import strategies as st
 
 from claude_audit import records
-from claude_audit.events import ExecEvent, TrackFlag
+from claude_audit.events import TrackFlag
 from claude_audit.records import (
-    HostInfo,
     command_line,
     config_rejected,
     daemon_started,
@@ -30,33 +30,7 @@ from claude_audit.records import (
 )
 from claude_audit.textenc import dumps_line
 
-HOST = HostInfo(hostname="box", boot_id="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
-T0 = 1_795_572_670_123_456_789  # 2026-11-25T02:11:10.123456789Z
 CLAUDE = {"pid": 4000, "session_id": "02b6cf79-aaaa-bbbb-cccc-000000000000"}
-
-
-def _event(**kw: Any) -> ExecEvent:
-    base: dict[str, Any] = {
-        "wall_time_ns": T0,
-        "pid": 4242,
-        "tid": 4242,
-        "ppid": 4100,
-        "uid": 1000,
-        "gid": 1001,
-        "session_root": 4000,
-        "root_start_ticks": 1_054_469,
-        "invocation": 4100,
-        "invocation_start_ticks": 1_054_500,
-        "start_ticks": 1_054_600,
-        "cgroup_id": 77,
-        "comm": b"bash",
-        "filename": b"/usr/bin/git",
-        "argv": [b"git", b"commit", b"-m", b"fix it"],
-        "args_truncated": False,
-        "args_original_len": 21,
-    }
-    base.update(kw)
-    return ExecEvent(**base)
 
 
 def _decode_raw(rec: dict[str, Any], *path: str) -> Any:
@@ -98,7 +72,7 @@ def test_entity_id_is_stable_and_distinct() -> None:
 
 def test_exec_record_golden() -> None:
     """A plain exec maps to the documented ECS structure, field by field."""
-    rec = exec_record(_event(), HOST, CLAUDE, 7)
+    rec = exec_record(exec_event(), HOST, CLAUDE, 7)
     assert rec == {
         "@timestamp": "2026-11-25T02:11:10.123456789Z",
         "ecs": {"version": "8.11.0"},
@@ -143,20 +117,20 @@ def test_exec_record_golden() -> None:
 def test_exec_record_optional_host_fields() -> None:
     """machine_id becomes host.id; boot time makes process.start computable (ticks are 10 ms)."""
     host = dataclasses.replace(HOST, machine_id="m" * 32, boot_time_ns=1_795_000_000_000_000_000)
-    rec = exec_record(_event(start_ticks=123), host, CLAUDE, 1)
+    rec = exec_record(exec_event(start_ticks=123), host, CLAUDE, 1)
     assert rec["host"]["id"] == "m" * 32
     assert rec["process"]["start"] == rfc3339_ns(1_795_000_000_000_000_000 + 1_230_000_000)
 
 
 def test_exec_record_of_the_root_has_no_invocation() -> None:
     """invocation 0 means the root itself execs: no invocation object."""
-    rec = exec_record(_event(invocation=0, invocation_start_ticks=0), HOST, CLAUDE, 1)
+    rec = exec_record(exec_event(invocation=0, invocation_start_ticks=0), HOST, CLAUDE, 1)
     assert "invocation" not in rec["claude_audit"]
 
 
 def test_flags_are_sorted_and_complete() -> None:
     """Kernel data flags, truncation, pending root and invalid UTF-8 all appear once, sorted."""
-    ev = _event(
+    ev = exec_event(
         data_flags=frozenset({"zz_kernel", "args_truncated"}),
         args_truncated=True,
         filename_truncated=True,
@@ -174,7 +148,7 @@ def test_flags_are_sorted_and_complete() -> None:
 
 def test_valid_text_has_no_raw() -> None:
     """Valid UTF-8 (even with controls) gives no raw object and no flag."""
-    rec = exec_record(_event(argv=[b"printf", b"\x1b[31m\xc3\xa9"]), HOST, CLAUDE, 1)
+    rec = exec_record(exec_event(argv=[b"printf", b"\x1b[31m\xc3\xa9"]), HOST, CLAUDE, 1)
     assert "raw" not in rec
     assert rec["process"]["args"][1] == "\x1b[31m\u00e9"
     assert rec["claude_audit"]["flags"] == []
@@ -182,7 +156,7 @@ def test_valid_text_has_no_raw() -> None:
 
 def test_invalid_executable_and_comm_are_kept_raw() -> None:
     """Executable and comm: readable text, flag, exact bytes in raw; args valid so no raw args."""
-    rec = exec_record(_event(filename=b"/tmp/\xffx", comm=b"c\xfe"), HOST, CLAUDE, 1)
+    rec = exec_record(exec_event(filename=b"/tmp/\xffx", comm=b"c\xfe"), HOST, CLAUDE, 1)
     assert rec["process"]["executable"] == "/tmp/\ufffdx"
     assert rec["process"]["name"] == "\ufffdx"
     assert rec["claude_audit"]["comm"] == "c\ufffd"
@@ -195,7 +169,7 @@ def test_invalid_executable_and_comm_are_kept_raw() -> None:
 @given(st.lists(st.binary(max_size=40), max_size=12))
 def test_invalid_args_are_recoverable_byte_exactly(argv: list[bytes]) -> None:
     """Any argv: raw args exist iff some arg is invalid, and then hold every arg's exact bytes."""
-    rec = exec_record(_event(argv=argv), HOST, CLAUDE, 1)
+    rec = exec_record(exec_event(argv=argv), HOST, CLAUDE, 1)
     invalid = any(not _valid(a) for a in argv)
     assert ("invalid_utf8" in rec["claude_audit"]["flags"]) == invalid
     if invalid:
@@ -227,7 +201,7 @@ def test_command_line_quotes_only_what_needs_it() -> None:
 
 def test_claude_mapping_cannot_overwrite_kernel_facts() -> None:
     """The claude mapping lands in its own object; process and user stay the kernel's."""
-    rec = exec_record(_event(), HOST, {"pid": 4000, "process": {"pid": 1}, "user": "x"}, 1)
+    rec = exec_record(exec_event(), HOST, {"pid": 4000, "process": {"pid": 1}, "user": "x"}, 1)
     assert rec["process"]["pid"] == 4242
     assert rec["user"] == {"id": "1000"}
     assert rec["claude"] == {"pid": 4000, "process": {"pid": 1}, "user": "x"}
@@ -236,7 +210,7 @@ def test_claude_mapping_cannot_overwrite_kernel_facts() -> None:
 def test_claude_mapping_needs_pid() -> None:
     """A record without the session's pid would be unattributable: refused."""
     with pytest.raises(ValueError, match="pid"):
-        exec_record(_event(), HOST, {"session_id": "x"}, 1)
+        exec_record(exec_event(), HOST, {"session_id": "x"}, 1)
 
 
 def _check_envelope(rec: dict[str, Any], action: str, seq: int) -> None:

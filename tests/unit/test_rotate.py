@@ -224,18 +224,44 @@ def test_existing_unterminated_file_gets_a_newline(tmp_path: Path) -> None:
     assert path.read_bytes() == b'{"cut\n{}\n'
 
 
-def test_existing_permissive_file_and_dir_are_tightened(tmp_path: Path) -> None:
-    """A 0666 file and a 0777 directory holding only the log are tightened to 0640 / 0750."""
+@pytest.mark.parametrize(
+    ("file_mode", "dir_mode", "want_file", "want_dir"),
+    [(0o666, 0o777, 0o640, 0o750), (0o600, 0o700, 0o600, 0o700)],
+    ids=["permissive-is-tightened", "stricter-is-kept"],
+)
+def test_existing_modes_are_tightened_never_loosened(
+    tmp_path: Path, file_mode: int, dir_mode: int, want_file: int, want_dir: int
+) -> None:
+    """An existing file and a directory holding only the log lose bits beyond 0640 / 0750, gain none."""
     d = tmp_path / "logs"
     d.mkdir()
-    d.chmod(0o777)
+    d.chmod(dir_mode)
     path = d / "audit.jsonl"
     path.write_bytes(b"")
-    path.chmod(0o666)
+    path.chmod(file_mode)
     with RotatingFile(path, 100, 1):
         pass
-    assert _mode(path) == 0o640
-    assert _mode(d) == 0o750
+    assert _mode(path) == want_file
+    assert _mode(d) == want_dir
+
+
+def test_directory_with_backups_and_leftovers_is_ours(tmp_path: Path) -> None:
+    """The log's backups (.1, .2) and a temporary file left by a crash still make the directory ours.
+
+    A name that only looks numbered (non-ASCII digits) is somebody else's file: then it is left alone.
+    """
+    for extra, tightened in (
+        (("audit.jsonl.1", "audit.jsonl.2", "audit.jsonl.tmp-0a1b"), True),
+        (("audit.jsonl.\u00b2",), False),
+    ):
+        d = tmp_path / ("ours" if tightened else "theirs")
+        d.mkdir()
+        d.chmod(0o777)
+        for name in extra:
+            (d / name).write_bytes(b"")
+        with RotatingFile(d / "audit.jsonl", 100, 1):
+            pass
+        assert _mode(d) == (0o750 if tightened else 0o777), extra
 
 
 def test_shared_directory_is_left_alone(tmp_path: Path) -> None:
@@ -247,19 +273,6 @@ def test_shared_directory_is_left_alone(tmp_path: Path) -> None:
     with RotatingFile(d / "audit.jsonl", 100, 1):
         pass
     assert _mode(d) == 0o755
-
-
-def test_stricter_existing_modes_are_kept(tmp_path: Path) -> None:
-    """Tightening never loosens: a 0600 file and a 0700 directory stay so."""
-    d = tmp_path / "logs"
-    d.mkdir(mode=0o700)
-    path = d / "audit.jsonl"
-    path.write_bytes(b"")
-    path.chmod(0o600)
-    with RotatingFile(path, 100, 1):
-        pass
-    assert _mode(path) == 0o600
-    assert _mode(d) == 0o700
 
 
 def test_symlink_at_path_is_refused(tmp_path: Path) -> None:

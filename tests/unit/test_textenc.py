@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
+import unicodedata
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claude_audit.textenc import b64, dumps_line, text_field
+from claude_audit.textenc import b64, dumps_line, neutralise, text_field
 
 # Every code point, lone surrogates included: records are built from text_field output, but the line
 # encoder must stay safe whatever text reaches it.
@@ -92,3 +94,80 @@ def test_dumps_line_is_one_safe_line(record: dict[str, Any]) -> None:
 def test_b64_round_trips(raw: bytes) -> None:
     """b64 is standard padded base64 of exactly the given bytes."""
     assert base64.b64decode(b64(raw), validate=True) == raw
+
+
+# -- the unsafe-character table, and neutralise ------------------------------------------------------
+
+# Categories a terminal line must never carry raw: controls, format characters (bidi, zero-width,
+# tags), line/paragraph separators, surrogates.
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+# Further characters in the table, each for a stated reason (see textenc._UNSAFE_BMP): invisible
+# fillers and joiners, variation selectors, and code points of the Cf blocks that Unicode 15 assigns (or may
+# assign) but this Python's database may not know yet.
+UNSAFE_EXTRA = frozenset(
+    {0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0, 0x180B, 0x180C, 0x180D, 0x180F, 0x2065}.union(
+        range(0xFE00, 0xFE10), range(0x13430, 0x13440), range(0xE0000, 0xE0080), range(0xE0100, 0xE01F0)
+    )
+)
+
+
+def is_unsafe(c: str) -> bool:
+    """The table's definition, stated independently of the regular expression that implements it."""
+    return unicodedata.category(c) in UNSAFE_CATEGORIES or ord(c) in UNSAFE_EXTRA
+
+
+def test_neutralise_golden() -> None:
+    """ESC, CSI (7-bit and C1), newlines, DEL, bidi overrides and lone surrogates are shown escaped."""
+    assert neutralise("\x1b[2J\x1b]0;pwned\x07") == "\\x1b[2J\\x1b]0;pwned\\x07"
+    assert neutralise("a\nb\tc\rd\x7f\x9b31m") == "a\\nb\\tc\\rd\\x7f\\x9b31m"
+    assert neutralise("safe\u202eexe.txt\u2028\udc80") == "safe\\u202eexe.txt\\u2028\\udc80"
+    plain = "h\u00e9llo w\u00f6rld \u21b3 \u65e5\u672c \\x1b"
+    assert neutralise(plain) == plain
+
+
+def test_neutralise_invisible_characters() -> None:
+    """Isolates, zero-width characters, the BOM, soft hyphen and tag characters become visible too.
+
+    Tag characters (U+E0000 block) spell hidden ASCII that a terminal does not draw; above U+FFFF the
+    escape is \\UXXXXXXXX so it is not mistaken for a 4-digit one followed by text.
+    """
+    assert neutralise("a\u2066b\u2069c\u200bd\u200de\ufeff\u00adf") == (
+        "a\\u2066b\\u2069c\\u200bd\\u200de\\ufeff\\xadf"
+    )
+    assert neutralise("ok\U000e0072\U000e006d") == "ok\\U000e0072\\U000e006d"
+
+
+def test_table_covers_the_unicode_database() -> None:
+    """Every code point is escaped by neutralise exactly when the stated definition calls it unsafe.
+
+    Run over all of Unicode, so a character the running Python's database adds to a dangerous
+    category (a new format character) fails here until the table names it.
+    """
+    every = [chr(cp) for cp in range(sys.maxunicode + 1)]
+    unsafe = [c for c in every if is_unsafe(c)]
+    safe = "".join(c for c in every if not is_unsafe(c))
+    assert neutralise(safe) == safe  # unchanged, backslashes included
+    assert [c for c in unsafe if neutralise(c) == c] == []
+
+
+@given(any_text)
+def test_neutralise_output_is_safe(text: str) -> None:
+    """For any text: no unsafe character survives, the result is UTF-8, and safe text is unchanged."""
+    out = neutralise(text)
+    assert not any(is_unsafe(c) for c in out)
+    out.encode("utf-8")
+    if not any(is_unsafe(c) for c in text):
+        assert out == text
+
+
+@given(any_text)
+def test_dumps_line_escapes_the_same_table(text: str) -> None:
+    """The JSON line carries no unsafe character raw either (as \\uXXXX, so the value is unchanged)."""
+    line = dumps_line({"s": text}).decode("utf-8")
+    assert not any(is_unsafe(c) for c in line[:-1])
+    assert json.loads(line) == {"s": text}
+
+
+def test_dumps_line_escapes_astral_format_characters_as_pairs() -> None:
+    """A tag character above U+FFFF is written as a UTF-16 surrogate-pair escape, the only JSON form."""
+    assert dumps_line({"s": "a\U000e0041"}) == b'{"s":"a\\udb40\\udc41"}\n'

@@ -1,6 +1,6 @@
 """Capture processes from the real /proc into a fixture directory for the procfs/discovery tests.
 
-Usage: ``python tests/unit/data/proc_capture.py DEST PID [PID ...] [--tree]``. For each pid (with
+Usage: ``.venv/bin/python tests/unit/data/proc_capture.py DEST PID [PID ...] [--tree]``. For each pid (with
 ``--tree``: each pid and all its descendants) it writes ``DEST/<pid>/`` holding the raw ``stat``,
 ``status``, ``cmdline`` and ``comm``, ``exe`` as a text file with the link target (missing if
 unreadable), and ``environ`` filtered to the variables the tests need, so no secret of the capturing
@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from claude_audit.procfs import parse_stat
+
 KEEP_ENV_PREFIXES = (b"CLAUDE", b"AI_AGENT", b"PATH=", b"HOME=", b"SHELL=", b"PWD=")
 
 
@@ -23,10 +25,9 @@ def _descendants(root: int) -> list[int]:
         if not name.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{name}/stat").read_bytes()
-        except OSError:
+            ppid = parse_stat(Path(f"/proc/{name}/stat").read_bytes()).ppid
+        except (OSError, ValueError):
             continue
-        ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(name))
     out, todo = [], [root]
     while todo:
