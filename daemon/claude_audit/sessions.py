@@ -342,46 +342,45 @@ def seed_descendants(maps: KernelMaps, proc: ProcReader, root: ProcInfo) -> Seed
     rid = RootId.of(root)
     # (pid, start) of each tracked process -> (invocation pid, invocation start)
     inv_of: dict[int, tuple[int, int]] = {root.pid: (0, 0)}
+
+    def take(info: ProcInfo, inv: tuple[int, int]) -> None:
+        inv_of[info.pid] = inv
+        if maps.tracked_entry(info.pid) is None:
+            entry = L.TrackedProc(
+                start_ticks=info.start_ticks,
+                root_start_ticks=root.start_ticks,
+                invocation_start_ticks=inv[1],
+                root=root.pid,
+                invocation=inv[0],
+                flags=L.TRACK_SEEDED,
+            )
+            if not maps.track(info.pid, entry):
+                seeded.track_failures += 1
+        seeded.processes.append(info)
+
     frontier = {root.pid}
     orphans_done = False
-    while True:
-        # The tree first, level by level; then one pass for processes re-parented away, whose own
-        # descendants are then walked the same way. (Looking for CLAUDE_PID while the tree is still
-        # being walked would take a tool call's grandchildren for orphans and lose their invocation.)
-        look_for_orphans = not frontier
-        if look_for_orphans:
-            if orphans_done:
-                break
-            orphans_done = True
+    while frontier:
         infos = proc.read_all()
         nxt: set[int] = set()
         for info in infos.values():
-            if info.pid in inv_of or info.start_ticks < root.start_ticks:
-                continue
-            if info.ppid in frontier:
-                inv = (info.pid, info.start_ticks) if info.ppid == root.pid else inv_of[info.ppid]
-            elif (
-                look_for_orphans
-                and may_belong_to(info, rid)
-                and inherited_claude_pid(proc.environ(info.pid)) == root.pid
-            ):
-                inv = (0, 0)  # re-parented away: which tool call started it is lost
-            else:
-                continue
-            inv_of[info.pid] = inv
-            if maps.tracked_entry(info.pid) is None:
-                entry = L.TrackedProc(
-                    start_ticks=info.start_ticks,
-                    root_start_ticks=root.start_ticks,
-                    invocation_start_ticks=inv[1],
-                    root=root.pid,
-                    invocation=inv[0],
-                    flags=L.TRACK_SEEDED,
-                )
-                if not maps.track(info.pid, entry):
-                    seeded.track_failures += 1
-            seeded.processes.append(info)
-            nxt.add(info.pid)
+            if info.ppid in frontier and info.pid not in inv_of and info.start_ticks >= root.start_ticks:
+                take(info, (info.pid, info.start_ticks) if info.ppid == root.pid else inv_of[info.ppid])
+                nxt.add(info.pid)
+        if not nxt and not orphans_done:
+            # The tree is done; now, in the same snapshot (taken after the root was in the map, so any
+            # re-parented process that predates it is in it), the processes re-parented away. Looking
+            # for them while the tree is still being walked would take a tool call's grandchildren for
+            # orphans and lose their invocation. Their own children are then walked like the tree.
+            orphans_done = True
+            for info in infos.values():
+                if (
+                    info.pid not in inv_of
+                    and may_belong_to(info, rid)
+                    and inherited_claude_pid(proc.environ(info.pid)) == root.pid
+                ):
+                    take(info, (0, 0))  # which tool call started it is lost
+                    nxt.add(info.pid)
         frontier = nxt
     return seeded
 

@@ -278,3 +278,23 @@ def test_many_short_sessions_leave_nothing_behind() -> None:
     clock.advance(EVICT_AFTER_SECONDS + 1)
     t.sweep([])
     assert t.sessions == {} and t.rejected == {}
+
+
+def test_seeding_reads_proc_once_per_level(tmp_path: Path) -> None:
+    """The deepest branch of the capture is three levels below the root: seeding reads /proc four times
+    (one per level and the empty one, whose snapshot also serves the re-parented pass), not once more."""
+    cap = captured_proc(tmp_path)
+    reads = 0
+    real = cap.proc.read_all
+
+    def counting_read_all() -> dict[int, ProcInfo]:
+        nonlocal reads
+        reads += 1
+        return real()
+
+    cap.proc.read_all = counting_read_all  # type: ignore[method-assign]
+    root = _root(cap.proc)
+    maps = FakeMaps()
+    add_root(maps, root.pid, root.start_ticks)
+    seed_descendants(maps, cap.proc, root)
+    assert reads == 4

@@ -16,6 +16,7 @@ from kernel_fakes import CAPTURES, Capture, Clock, FakeMaps, candidate_event, ca
 
 from claude_audit.config import DiscoveryConfig
 from claude_audit.discovery import Matchers
+from claude_audit.events import ExecEvent
 from claude_audit.identity import IdentityReader
 from claude_audit.tracker import ExecSeen, Lost, NotWatched, SessionEnded, SessionFound, Tracker
 
@@ -81,7 +82,7 @@ def test_session_file_that_is_a_fifo_does_not_block(tmp_path: Path) -> None:
     assert isinstance(sf, SessionFound) and "session_id" not in sf.session.identity
 
 
-def _wrapper_exec(cap: Capture, pid: int = 16752) -> object:
+def _wrapper_exec(cap: Capture, pid: int = 16752) -> ExecEvent:
     root_start = cap.start_ticks(ROOT)
     start = cap.start_ticks(pid)
     argv = (cap.root / str(pid) / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
@@ -106,7 +107,7 @@ def test_identity_from_a_new_invocations_environment(tmp_path: Path) -> None:
     t = _tracker(cap)
     root_start = cap.start_ticks(ROOT)
     t.sessions.add(ROOT, root_start, "startup", "executable", uid=os.getuid())
-    [seen] = t.on_exec(_wrapper_exec(cap))  # type: ignore[arg-type]
+    [seen] = t.on_exec(_wrapper_exec(cap))
     assert isinstance(seen, ExecSeen)
     assert seen.claude["session_id"] == SESSION_ID
     assert seen.claude["identity_source"] == "environment"
@@ -119,7 +120,7 @@ def test_environment_of_another_user_is_not_trusted(tmp_path: Path) -> None:
     cap.set_uid(16752, os.getuid() + 1)
     t = _tracker(cap)
     t.sessions.add(ROOT, cap.start_ticks(ROOT), "startup", "executable", uid=os.getuid())
-    [seen] = t.on_exec(_wrapper_exec(cap))  # type: ignore[arg-type]
+    [seen] = t.on_exec(_wrapper_exec(cap))
     assert isinstance(seen, ExecSeen) and "session_id" not in seen.claude
     assert t.identity.untrusted == 1
 
@@ -130,10 +131,10 @@ def test_environment_is_read_once_per_invocation(tmp_path: Path) -> None:
     t = _tracker(cap)
     t.sessions.add(ROOT, cap.start_ticks(ROOT), "startup", "executable", uid=os.getuid())
     ev = _wrapper_exec(cap)
-    t.on_exec(ev)  # type: ignore[arg-type]
+    t.on_exec(ev)
     # Were the environment read again, the cleared identity would come back from it.
     t.sessions.get((ROOT, cap.start_ticks(ROOT))).identity.clear()  # type: ignore[union-attr]
-    [seen] = t.on_exec(ev)  # type: ignore[arg-type]
+    [seen] = t.on_exec(ev)
     assert "session_id" not in seen.claude  # type: ignore[union-attr]
 
 
@@ -220,7 +221,7 @@ def test_exec_of_a_root_the_map_refuses_is_still_recorded_and_rooted_later(tmp_p
     maps = FakeMaps(roots_max=1, refuse_by_raising=False)
     maps.add_root(1, 1)
     t = _tracker(cap, maps)
-    out = t.on_exec(_wrapper_exec(cap))  # type: ignore[arg-type]
+    out = t.on_exec(_wrapper_exec(cap))
     assert [type(o) for o in out] == [NotWatched, ExecSeen]
     s = t.sessions.get((ROOT, cap.start_ticks(ROOT)))
     assert s is not None and not s.rooted
