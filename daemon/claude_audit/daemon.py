@@ -442,6 +442,8 @@ class Daemon:
         totals = {
             "kernel-ring": self.counters[L.COUNTER_RING_LOST] + self.counters[L.COUNTER_CANDIDATE_LOST],
             "kernel-tracking": self.counters[L.COUNTER_TRACK_FULL],
+            "kernel-candidates": self.counters[L.COUNTER_ROOTS_FULL]
+            + self.counters[L.COUNTER_CANDIDATE_THROTTLED],
             "queue": self.queue.dropped,
             "decode": self.decode_errors,
         }
@@ -547,14 +549,7 @@ class Daemon:
         self.log_file = self._open_log(self.config)
         if self.config.journal.enabled:
             self.journal = JournalSink(self.config.journal.socket_path)
-        d = self.config.discovery
-        settings = SensorSettings(
-            argv_max_bytes=self.config.capture.argv_max_bytes,
-            filename_max_bytes=self.config.capture.filename_max_bytes,
-            ring_buffer_bytes=self.config.capture.ring_buffer_bytes,
-            max_tracked_processes=self.config.capture.max_tracked_processes,
-            candidate_comms=tuple(d.comm_names),
-        )
+        settings = SensorSettings.from_config(self.config)
         previous = heartbeat.read_previous(self.config.daemon.state_dir)
         self.sensor = self.sensor_factory(settings, self.queue)
         attached_ns = _now_ns()

@@ -130,7 +130,7 @@ class SessionTable:
 class KernelMaps(Protocol):
     """What seeding needs from the sensor (the Sensor implements it; tests pass a fake)."""
 
-    def add_root(self, pid: int, start_ticks: int, pending: bool = False) -> None:
+    def add_root(self, pid: int, start_ticks: int, pending: bool = False) -> bool:
         """Make pid a session root."""
 
     def track(self, pid: int, entry: L.TrackedProc) -> bool:

@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def sensor() -> Iterator[Sensor]:
     """The real BPF program, loaded once per module, with a 32 KiB argv cap."""
     q = RingQueue(1_000_000)
-    s = Sensor(SensorSettings(argv_max_bytes=32768), q)
+    s = Sensor(SensorSettings.defaults(argv_max_bytes=32768), q)
     try:
         yield s
     finally:

@@ -22,7 +22,7 @@ from claude_audit.sensor import RingQueue, Sensor, SensorSettings, view_pidns_in
 
 def main() -> None:
     q = RingQueue(100_000)
-    with Sensor(SensorSettings(), q) as sensor:
+    with Sensor(SensorSettings.defaults(), q) as sensor:
         root = subprocess.Popen(
             ["/bin/bash", "-c", "read -r _; /bin/echo in-ns >/dev/null & echo $! > /dev/stderr; wait; :"],
             stdin=subprocess.PIPE,
