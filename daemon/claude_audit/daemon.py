@@ -25,7 +25,14 @@ import structlog
 
 from . import __version__, heartbeat, records
 from . import bpf_layout as L
-from .claude import classify_origin, claude_env_info, extract_command, parse_session_file
+from .claude import (
+    classify_origin,
+    claude_env_info,
+    claude_pid,
+    extract_command,
+    read_session_file,
+    session_file_path,
+)
 from .config import Config, ConfigError, load_config
 from .decode import DecodeError, decode_event
 from .discovery import Matchers, exec_path_is_claude, find_roots, is_claude
@@ -192,10 +199,7 @@ class Daemon:
     # -- discovery ------------------------------------------------------------------------------------
     def _claude_pid_of(self, pid: int) -> int | None:
         env = self.proc.environ(pid)
-        if not env or env.get(b"CLAUDECODE") != b"1":
-            return None
-        value = env.get(b"CLAUDE_PID", b"")
-        return int(value) if value.isdigit() else None
+        return claude_pid(env) if env else None
 
     def scan(self, how: str) -> int:
         """Find Claude Code processes in /proc that are not watched yet and watch them; returns how many."""
@@ -257,12 +261,8 @@ class Daemon:
             home = Path(pwd.getpwuid(info.uid).pw_dir)
         except KeyError:
             return
-        path = self.proc.host_path(home / ".claude" / "sessions" / f"{info.pid}.json")
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return
-        sf = parse_session_file(data, info.pid, info.start_ticks)
+        path = self.proc.host_path(session_file_path(home, info.pid))
+        sf = read_session_file(path, pid=info.pid, start_ticks=info.start_ticks, owner_uid=info.uid)
         if sf is None:
             return
         s.identity.update(sf.claude_fields())
