@@ -446,6 +446,7 @@ class Daemon:
             + self.counters[L.COUNTER_CANDIDATE_THROTTLED],
             "queue": self.queue.dropped,
             "decode": self.decode_errors,
+            "journal": self.journal.dropped_busy if self.journal is not None else 0,
         }
         for where, total in totals.items():
             delta = total - self.lost_reported.get(where, 0)
