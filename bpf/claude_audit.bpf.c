@@ -185,8 +185,16 @@ static __always_inline int comm_is_version(const char *comm) {
 }
 
 static __always_inline int comm_is_candidate(const char *comm) {
+    /* Only the bytes up to the NUL: prctl(PR_SET_NAME) copies the name into an uninitialised stack buffer
+     * and task_rename's newcomm keeps whatever followed the NUL there, which would never match a key. */
     struct comm_key k = {};
-    __builtin_memcpy(k.comm, comm, COMM_LEN);
+    int ended = 0;
+#pragma unroll
+    for (int i = 0; i < COMM_LEN; i++) {
+        if (comm[i] == 0)
+            ended = 1;
+        k.comm[i] = ended ? 0 : comm[i];
+    }
     return candidate_comms.lookup(&k) != 0 || comm_is_version(comm);
 }
 
@@ -306,15 +314,13 @@ static __always_inline int adopt_pending_root(u32 tgid, u64 start_ticks) {
 }
 
 /* Whether an untracked process may become a candidate now: not rejected already for this very process
- * (same start time) unless it exec'd since, and its user within its per-second budget. */
-static __always_inline int candidate_allowed(u32 tgid, u64 start_ticks, int is_exec) {
+ * (same start time; the exec probe forgets a rejection when the process runs a new program), and its
+ * user within its per-second budget. */
+static __always_inline int candidate_allowed(u32 tgid, u64 start_ticks) {
     u64 *rejected_start = rejected_map.lookup(&tgid);
     if (rejected_start && *rejected_start == start_ticks) {
-        if (!is_exec) {
-            count(COUNTER_CANDIDATE_REJECTED_AGAIN);
-            return 0;
-        }
-        rejected_map.delete(&tgid); /* a new program: judged anew */
+        count(COUNTER_CANDIDATE_REJECTED_AGAIN);
+        return 0;
     }
     u32 uid = (u32)bpf_get_current_uid_gid();
     u64 now = bpf_ktime_get_boot_ns();
@@ -364,9 +370,10 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
             invocation_start = recovered.invocation_start_ticks;
             flags = recovered.flags;
         } else {
+            rejected_map.delete(&tgid); /* a new program: a rejected process is judged anew */
             char comm[COMM_LEN] = {};
             bpf_get_current_comm(comm, sizeof(comm));
-            if (!comm_is_candidate(comm) || !candidate_allowed(tgid, start_ticks, 1) ||
+            if (!comm_is_candidate(comm) || !candidate_allowed(tgid, start_ticks) ||
                 !adopt_pending_root(tgid, start_ticks))
                 return 0;
             struct candidate_event *c = new_candidate(task, tgid, CANDIDATE_EXEC, comm);
@@ -457,7 +464,7 @@ TRACEPOINT_PROBE(task, task_rename) {
         return 0; /* already watched: a descendant renaming itself stays in its session */
     char comm[COMM_LEN] = {};
     bpf_probe_read_kernel(comm, sizeof(comm), args->newcomm);
-    if (!comm_is_candidate(comm) || !candidate_allowed(tgid, start_ticks, 0) ||
+    if (!comm_is_candidate(comm) || !candidate_allowed(tgid, start_ticks) ||
         !adopt_pending_root(tgid, start_ticks))
         return 0;
     struct candidate_event *c = new_candidate(task, tgid, CANDIDATE_RENAME, comm);

@@ -24,7 +24,9 @@ MODULE: Final = "claude_audit"
 EXEC_DATASET: Final = "claude_audit.exec"
 LIFECYCLE_DATASET: Final = "claude_audit.lifecycle"
 SESSION_FOUND_HOW: Final = frozenset({"scan", "kernel-trigger", "startup"})
-LOST_WHERE: Final = frozenset({"kernel-ring", "kernel-tracking", "queue", "decode", "file"})
+LOST_WHERE: Final = frozenset(
+    {"kernel-ring", "kernel-tracking", "kernel-candidates", "queue", "decode", "file", "journal"}
+)
 
 _NS_PER_TICK: Final = 1_000_000_000 // USER_HZ
 
@@ -293,8 +295,11 @@ def events_lost(
     """Record that `count` events were lost at `where` (one of LOST_WHERE) since `since_ns`.
 
     "kernel-ring": the BPF ring buffer was full; "kernel-tracking": the kernel's table of tracked
-    processes was full; "queue": the daemon's in-memory queue was full; "decode": events that could not
-    be decoded; "file": audit lines that could not be written.
+    processes was full; "kernel-candidates": session triggers the kernel did not adopt (a user over its
+    per-second candidate budget, or the candidates' map full; a real session among them is found by the
+    next scan); "journal": records journald's socket could not take at once; "queue": the daemon's
+    in-memory queue was full; "decode": events that could not be decoded; "file": audit lines that could
+    not be written.
 
     For "file" the count is of records (lines) that could not be written, and `lost_bytes` their size
     (RotatingFile.take_gap gives both).

@@ -24,6 +24,9 @@ from pathlib import Path
 from daemon_faults_util import CLI, ENV, Daemon, actions
 
 NOBODY = 65534
+DAEMON_ENV = dict(ENV, PYTHONPATH=os.environ.get("CLAUDE_AUDIT_DAEMON_DIR", ENV["PYTHONPATH"]))
+"""The daemon's environment. CLAUDE_AUDIT_DAEMON_DIR runs the tier against another tree's daemon package
+(e.g. one extracted with `git archive <rev>`), to measure how an older version fares under each attack."""
 READY_BOUND_S = 90.0
 """How long the daemon may take to write daemon-started under an attack: BPF compilation (3-10 s on
 this 2-core machine under load) plus a scan whose cost does not depend on what the attackers hold."""
@@ -124,7 +127,7 @@ def daemon_under_attack(
     err_path = base / f"daemon-stderr-{time.monotonic_ns()}.txt"
     t0 = time.monotonic()
     with err_path.open("wb") as err:
-        proc = subprocess.Popen(argv, env=ENV, stderr=err)
+        proc = subprocess.Popen(argv, env=DAEMON_ENV, stderr=err)
     d = Daemon(proc, log, cfg, base, err_path)
     try:
         d.wait_for(

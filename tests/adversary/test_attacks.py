@@ -231,7 +231,8 @@ def test_status_shows_agent_written_identity_escaped(tmp_path: Path) -> None:
     `claude-audit status` shows them escaped, never as raw control characters."""
     exe, log, cfg = _base(tmp_path)
     step = (
-        "export CLAUDECODE=1 CLAUDE_PID=$$ CLAUDE_CODE_SESSION_ID=$'\\e[2J\\e]0;pwned\\a\\u202eevil\\u009b1m'; "
+        "export CLAUDECODE=1 CLAUDE_PID=$$ "
+        "CLAUDE_CODE_SESSION_ID=$'\\e[2J\\e]0;pwned\\a\\u202eevil\\u009b1m'; "
         "/bin/sleep 3"
     )
     with daemon_under_attack(tmp_path, cfg, log) as st, session(exe, step) as s:

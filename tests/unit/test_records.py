@@ -330,4 +330,6 @@ def test_events_lost() -> None:
 def test_accepted_values_are_the_documented_ones() -> None:
     """session-found's `how` and events-lost's `where` accept exactly the documented kebab-case values."""
     assert {"scan", "kernel-trigger", "startup"} == records.SESSION_FOUND_HOW
-    assert {"kernel-ring", "kernel-tracking", "queue", "decode", "file"} == records.LOST_WHERE
+    assert {
+        "kernel-ring", "kernel-tracking", "kernel-candidates", "queue", "decode", "file", "journal"
+    } == records.LOST_WHERE  # fmt: skip
