@@ -30,6 +30,19 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _members(pgids: set[int]) -> int:
+    """Processes now in one of these process groups (the attackers this run started)."""
+    n = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            n += int(fields[2]) in pgids
+    return n
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--processes", type=int, default=10_000)
@@ -74,7 +87,7 @@ def main() -> int:
         proc = ProcFS()
         want = args.processes + args.node_attack
         deadline = time.monotonic() + 300
-        while len(proc.pids()) < want and time.monotonic() < deadline:
+        while _members({g.pid for g in groups}) < want and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(2)
         m = Matchers.from_config(Config().discovery)

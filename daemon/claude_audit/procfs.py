@@ -238,6 +238,7 @@ class ProcFS:
     def __init__(self, root: Path = Path("/proc")) -> None:
         """Read from `root`; the host file system is taken to be `root.parent`."""
         self.root = Path(root)
+        self._prefix = os.fsencode(self.root) + b"/"  # bytes paths: pathlib costs more than the read
 
     def host_path(self, path: Path) -> Path:
         """Where an absolute host path is found relative to this root (unchanged for the real /proc)."""
@@ -253,7 +254,8 @@ class ProcFS:
 
     def _read(self, pid: int, name: str, cap: int) -> bytes:
         """At most `cap` bytes of /proc/<pid>/<name>."""
-        fd = os.open(self.root / str(pid) / name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        path = b"%s%d/%s" % (self._prefix, pid, name.encode())
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             chunks: list[bytes] = []
             left = cap
@@ -279,7 +281,7 @@ class ProcFS:
 
     def _exe(self, pid: int) -> bytes | None:
         try:
-            return os.readlink(os.fsencode(self.root / str(pid) / "exe"))
+            return os.readlink(b"%s%d/exe" % (self._prefix, pid))
         except OSError:
             # Kernel threads have no exe, others' processes need ptrace access: not an error, just unknown.
             return None
