@@ -31,15 +31,18 @@ def _cpu() -> float:
 
 
 def _members(pgids: set[int]) -> int:
-    """Processes now in one of these process groups (the attackers this run started)."""
+    """Attackers of this run that have exec'd their program (in one of these process groups, comm
+    `sleep` or `node`, not the forking shell)."""
     n = 0
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                fields = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()
-            except (OSError, IndexError):
+                data = Path(f"/proc/{name}/stat").read_bytes()
+            except OSError:
                 continue
-            n += int(fields[2]) in pgids
+            comm = data[data.find(b"(") + 1 : data.rfind(b")")]
+            fields = data.rsplit(b")", 1)[1].split()
+            n += int(fields[2]) in pgids and comm in (b"sleep", b"node")
     return n
 
 
