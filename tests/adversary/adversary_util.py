@@ -89,17 +89,19 @@ def started(argv: Sequence[str], env: dict[str, str] | None = None) -> Iterator[
         g.end()
 
 
-def count_group(pgid: int) -> int:
-    """How many processes of process group `pgid` exist now."""
+def count_group(pgid: int, comm: bytes | None = None) -> int:
+    """How many processes of process group `pgid` exist now (with this comm, if given: the attackers
+    that have exec'd their program, not the shell still forking them)."""
     n = 0
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            fields = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            data = Path(f"/proc/{name}/stat").read_bytes()
+            fields = data.rsplit(b")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if int(fields[2]) == pgid:
+        if int(fields[2]) == pgid and (comm is None or data[data.find(b"(") + 1 : data.rfind(b")")] == comm):
             n += 1
     return n
 
