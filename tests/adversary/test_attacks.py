@@ -15,10 +15,17 @@ import time
 from pathlib import Path
 
 import pytest
-from adversary_util import as_nobody, attacker_dir, compile_c, count_group, daemon_under_attack, started
+from adversary_util import (
+    DAEMON_ENV,
+    as_nobody,
+    attacker_dir,
+    compile_c,
+    count_group,
+    daemon_under_attack,
+    started,
+)
 from daemon_faults_util import (
     CLI,
-    ENV,
     Daemon,
     actions,
     config_text,
@@ -226,14 +233,15 @@ def test_candidate_map_full_does_not_keep_out_a_real_session(tmp_path: Path) -> 
 
 
 def test_hook_shaped_like_the_bash_tool_wrapper(tmp_path: Path) -> None:
-    """A hook run by the session root whose script ends like the wrapper (`...; eval 'X' && pwd -P >|
-    /tmp/claude-1-cwd`) is `unknown`, with no made-up command; the exact wrapper shape is `tool`."""
+    """A hook run by the session root whose script ends like the wrapper (`... && eval 'X' && pwd -P >|
+    /tmp/claude-1-cwd`) is `unknown`, with no made-up command (before: `tool`, command X, though the
+    prefix ran too); the exact wrapper shape is `tool`."""
     exe, log, cfg = _base(tmp_path)
     snap = tmp_path / ".claude" / "shell-snapshots" / "snapshot-bash-1795572670068-k2j4x1.sh"
     snap.parent.mkdir(parents=True)
     snap.write_text("")
     cwdf = tmp_path / "claude-3f2a-cwd"
-    hook = f"/bin/echo hook-prefix-ran; eval '/bin/echo hook-eval' && pwd -P >| {cwdf}"
+    hook = f"/bin/echo hook-prefix-ran && eval '/bin/echo hook-eval' && pwd -P >| {cwdf}"
     wrapper = (
         f"source {snap} 2>/dev/null || true && \\builtin shopt -u extglob 2>/dev/null || true && "
         f"eval '/bin/echo tool-eval' < /dev/null && pwd -P >| {cwdf}"
@@ -268,7 +276,7 @@ def test_status_shows_agent_written_identity_escaped(tmp_path: Path) -> None:
             lambda stt: any(x.get("pid") == s.pid and "session_id" in x for x in stt.get("sessions", []))
         )
         out = subprocess.run(
-            [*CLI, "status", "--config", str(cfg)], env=ENV, capture_output=True, check=True
+            [*CLI, "status", "--config", str(cfg)], env=DAEMON_ENV, capture_output=True, check=True
         ).stdout
     assert b"pwned" in out
     for bad in (b"\x1b", b"\x07", "\u202e".encode(), "\u009b".encode()):
