@@ -24,11 +24,34 @@
 #endif
 #define NS_PER_TICK 10000000ULL /* 1e9 / USER_HZ (100) */
 
+#ifndef MAX_PENDING_ROOTS
+#define MAX_PENDING_ROOTS 1024
+#endif
+#ifndef MAX_REJECTED
+#define MAX_REJECTED 16384
+#endif
+#ifndef CANDIDATES_PER_UID_PER_SEC
+#define CANDIDATES_PER_UID_PER_SEC 20
+#endif
+
+/* Confirmed session roots, written only by the daemon. Roots the kernel adopts on its own go to
+ * pending_root_map, a separate map: a flood of processes calling themselves "claude" can fill that one,
+ * never the room kept for real sessions. */
 BPF_HASH(target_pid_map, u32, struct root_info, MAX_ROOTS);
+BPF_HASH(pending_root_map, u32, struct root_info, MAX_PENDING_ROOTS);
 BPF_HASH(tracked_map, u32, struct tracked_proc, MAX_TRACKED);
+/* Candidates the daemon rejected, tgid -> start ticks: not adopted again until they exec something new.
+ * LRU: it can never be full, at worst an old rejection is forgotten and that process may trigger once more. */
+BPF_TABLE("lru_hash", u32, u64, rejected_map, MAX_REJECTED);
+/* Candidates adopted per uid in the current one-second window: a flood by one user is cut off in the
+ * kernel, other users' sessions are still adopted at once. */
+BPF_TABLE("lru_hash", u32, struct candidate_budget, candidate_budget, 1024);
 /* comm values that make an untracked exec or rename a session candidate; filled by the daemon */
 BPF_HASH(candidate_comms, struct comm_key, u8, 64);
 BPF_PERCPU_ARRAY(counters, u64, COUNTER_MAX);
+/* Set (to 1) the first time tracked_map is full at a fork; from then on an untracked exec whose parent
+ * is tracked is taken back into its parent's session (recover_escaped). */
+BPF_ARRAY(tracking_overflowed, u32, 1);
 /* An exec record can be larger than the 512-byte BPF stack and the 32 KiB per-CPU value limit, so it is
  * built in a plain array slot per CPU. Tracepoint programs run with preemption disabled, so one slot
  * per CPU is never shared by two programs at once. */
@@ -114,10 +137,17 @@ static __always_inline u32 task_ppid(void *task) {
  * reused) is removed, so a new process with the same pid is never taken for the session. */
 static __always_inline struct root_info *live_root(u32 tgid, u64 start_ticks) {
     struct root_info *r = target_pid_map.lookup(&tgid);
+    if (r) {
+        if (r->start_ticks == start_ticks)
+            return r;
+        target_pid_map.delete(&tgid);
+        count(COUNTER_STALE_PID);
+    }
+    r = pending_root_map.lookup(&tgid);
     if (!r)
         return 0;
     if (r->start_ticks != start_ticks) {
-        target_pid_map.delete(&tgid);
+        pending_root_map.delete(&tgid);
         count(COUNTER_STALE_PID);
         return 0;
     }
@@ -155,8 +185,16 @@ static __always_inline int comm_is_version(const char *comm) {
 }
 
 static __always_inline int comm_is_candidate(const char *comm) {
+    /* Only the bytes up to the NUL: prctl(PR_SET_NAME) copies the name into an uninitialised stack buffer
+     * and task_rename's newcomm keeps whatever followed the NUL there, which would never match a key. */
     struct comm_key k = {};
-    __builtin_memcpy(k.comm, comm, COMM_LEN);
+    int ended = 0;
+#pragma unroll
+    for (int i = 0; i < COMM_LEN; i++) {
+        if (comm[i] == 0)
+            ended = 1;
+        k.comm[i] = ended ? 0 : comm[i];
+    }
     return candidate_comms.lookup(&k) != 0 || comm_is_version(comm);
 }
 
@@ -193,9 +231,53 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
         entry.invocation_start_ticks = p->invocation_start_ticks;
         entry.flags = p->flags & TRACK_PENDING_ROOT;
     }
-    if (tracked_map.update(&child_tgid, &entry) != 0)
+    if (tracked_map.update(&child_tgid, &entry) != 0) {
         count(COUNTER_TRACK_FULL);
+        u32 zero = 0;
+        u32 *over = tracking_overflowed.lookup(&zero);
+        if (over)
+            *over = 1;
+    }
     return 0;
+}
+
+/* A full tracked_map fails towards recording more: a child whose fork could not be tracked is caught at
+ * its exec while its real parent is still tracked. It is tracked now if there is room, and its exec is
+ * reported for its parent's session either way (flag TRACK_RECOVERED). Only after an overflow, so the
+ * normal exec path pays one array lookup. Returns 1 and fills *out if the exec belongs to a session. */
+static __always_inline int recover_escaped(void *task, u32 tgid, u64 start_ticks, struct tracked_proc *out) {
+    u32 zero = 0;
+    u32 *over = tracking_overflowed.lookup(&zero);
+    if (!over || !*over)
+        return 0;
+    void *parent = task_ptr(task, OFF_TASK_REAL_PARENT);
+    if (!parent)
+        return 0;
+    u32 parent_tgid = view_tgid(parent);
+    u64 parent_start = task_start_ticks(parent);
+    if (!parent_tgid)
+        return 0;
+    out->start_ticks = start_ticks;
+    struct root_info *r = live_root(parent_tgid, parent_start);
+    if (r) {
+        out->root = parent_tgid;
+        out->root_start_ticks = r->start_ticks;
+        out->invocation = tgid;
+        out->invocation_start_ticks = start_ticks;
+        out->flags = (r->flags & TRACK_PENDING_ROOT) | TRACK_RECOVERED;
+    } else {
+        struct tracked_proc *p = live_tracked(parent_tgid, parent_start);
+        if (!p)
+            return 0;
+        out->root = p->root;
+        out->root_start_ticks = p->root_start_ticks;
+        out->invocation = p->invocation;
+        out->invocation_start_ticks = p->invocation_start_ticks;
+        out->flags = (p->flags & TRACK_PENDING_ROOT) | TRACK_RECOVERED;
+    }
+    if (tracked_map.update(&tgid, out) != 0)
+        count(COUNTER_TRACK_FULL);
+    return 1;
 }
 
 /* Reserve and fill a candidate record; the caller adds the filename (if any) and submits it. */
@@ -220,11 +302,42 @@ static __always_inline struct candidate_event *new_candidate(void *task, u32 tgi
 /* Adopt an untracked process that looks like Claude Code as a pending session root, in the kernel, so
  * the commands it runs in its first milliseconds are already tracked; the daemon then confirms it (or
  * removes it and drops its records) after checking /proc. */
-static __always_inline void adopt_pending_root(u32 tgid, u64 start_ticks) {
+static __always_inline int adopt_pending_root(u32 tgid, u64 start_ticks) {
     struct root_info r = {};
     r.start_ticks = start_ticks;
     r.flags = TRACK_PENDING_ROOT;
-    target_pid_map.update(&tgid, &r);
+    if (pending_root_map.update(&tgid, &r) != 0) {
+        count(COUNTER_ROOTS_FULL);
+        return 0;
+    }
+    return 1;
+}
+
+/* Whether an untracked process may become a candidate now: not rejected already for this very process
+ * (same start time; the exec probe forgets a rejection when the process runs a new program), and its
+ * user within its per-second budget. */
+static __always_inline int candidate_allowed(u32 tgid, u64 start_ticks) {
+    u64 *rejected_start = rejected_map.lookup(&tgid);
+    if (rejected_start && *rejected_start == start_ticks) {
+        count(COUNTER_CANDIDATE_REJECTED_AGAIN);
+        return 0;
+    }
+    u32 uid = (u32)bpf_get_current_uid_gid();
+    u64 now = bpf_ktime_get_boot_ns();
+    struct candidate_budget *b = candidate_budget.lookup(&uid);
+    if (!b || now - b->window_start_ns >= 1000000000ULL) {
+        struct candidate_budget fresh = {};
+        fresh.window_start_ns = now;
+        fresh.used = 1;
+        candidate_budget.update(&uid, &fresh);
+        return 1;
+    }
+    if (b->used >= CANDIDATES_PER_UID_PER_SEC) {
+        count(COUNTER_CANDIDATE_THROTTLED);
+        return 0;
+    }
+    __sync_fetch_and_add(&b->used, 1);
+    return 1;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exec) {
@@ -236,6 +349,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
 
     u32 root = 0, invocation = 0, flags = 0;
     u64 root_start = 0, invocation_start = 0;
+    struct tracked_proc recovered = {};
     struct root_info *r = live_root(tgid, start_ticks);
     if (r) {
         root = tgid;
@@ -249,12 +363,19 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
             invocation = t->invocation;
             invocation_start = t->invocation_start_ticks;
             flags = t->flags & (TRACK_PENDING_ROOT | TRACK_SEEDED);
+        } else if (recover_escaped(task, tgid, start_ticks, &recovered)) {
+            root = recovered.root;
+            root_start = recovered.root_start_ticks;
+            invocation = recovered.invocation;
+            invocation_start = recovered.invocation_start_ticks;
+            flags = recovered.flags;
         } else {
+            rejected_map.delete(&tgid); /* a new program: a rejected process is judged anew */
             char comm[COMM_LEN] = {};
             bpf_get_current_comm(comm, sizeof(comm));
-            if (!comm_is_candidate(comm))
+            if (!comm_is_candidate(comm) || !candidate_allowed(tgid, start_ticks) ||
+                !adopt_pending_root(tgid, start_ticks))
                 return 0;
-            adopt_pending_root(tgid, start_ticks);
             struct candidate_event *c = new_candidate(task, tgid, CANDIDATE_EXEC, comm);
             if (c) {
                 TP_DATA_LOC_READ_STR(c->filename, filename, sizeof(c->filename));
@@ -343,9 +464,9 @@ TRACEPOINT_PROBE(task, task_rename) {
         return 0; /* already watched: a descendant renaming itself stays in its session */
     char comm[COMM_LEN] = {};
     bpf_probe_read_kernel(comm, sizeof(comm), args->newcomm);
-    if (!comm_is_candidate(comm))
+    if (!comm_is_candidate(comm) || !candidate_allowed(tgid, start_ticks) ||
+        !adopt_pending_root(tgid, start_ticks))
         return 0;
-    adopt_pending_root(tgid, start_ticks);
     struct candidate_event *c = new_candidate(task, tgid, CANDIDATE_RENAME, comm);
     if (c)
         events.ringbuf_submit(c, 0);
@@ -375,6 +496,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
             count(COUNTER_RING_LOST);
         }
         target_pid_map.delete(&tgid);
+        pending_root_map.delete(&tgid);
     }
     tracked_map.delete(&tgid);
     return 0;

@@ -22,6 +22,7 @@
 /* tracked_proc.flags and exec_event.flags */
 #define TRACK_PENDING_ROOT 0x1  /* root adopted by the kernel from a trigger, not yet confirmed */
 #define TRACK_SEEDED 0x2        /* entry seeded by userspace from /proc, not seen forking */
+#define TRACK_RECOVERED 0x4     /* fork not tracked (map full), taken back at exec from its tracked parent */
 #define EXEC_ARGS_TRUNCATED 0x100
 #define EXEC_FILENAME_TRUNCATED 0x200
 #define EXEC_ARGS_UNREADABLE 0x400 /* bpf_probe_read_user of the argv area failed */
@@ -37,7 +38,10 @@
 #define COUNTER_CANDIDATE_LOST 2 /* ring buffer full: a session trigger was dropped */
 #define COUNTER_STALE_PID 3      /* a map entry whose start time no longer matched (pid reused) */
 #define COUNTER_EXECS_SEEN 4     /* exec events emitted */
-#define COUNTER_MAX 5
+#define COUNTER_ROOTS_FULL 5     /* pending_root_map full: a session trigger was not adopted */
+#define COUNTER_CANDIDATE_THROTTLED 6 /* a uid's candidates over its per-second budget: not adopted */
+#define COUNTER_CANDIDATE_REJECTED_AGAIN 7 /* a rejected process renamed again: ignored */
+#define COUNTER_MAX 8
 
 /* value of target_pid_map: one per Claude Code session root, key = root tgid */
 struct root_info {
@@ -54,6 +58,13 @@ struct tracked_proc {
     __u32 root;                   /* session root tgid */
     __u32 invocation;             /* tgid of the root's direct child this process descends from */
     __u32 flags;
+    __u32 _pad;
+};
+
+/* value of candidate_budget: candidates adopted for one uid in the window starting at window_start_ns */
+struct candidate_budget {
+    __u64 window_start_ns;
+    __u32 used;
     __u32 _pad;
 };
 

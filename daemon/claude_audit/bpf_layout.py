@@ -22,6 +22,7 @@ EVENT_EXIT = 3
 
 TRACK_PENDING_ROOT = 0x1
 TRACK_SEEDED = 0x2
+TRACK_RECOVERED = 0x4
 EXEC_ARGS_TRUNCATED = 0x100
 EXEC_FILENAME_TRUNCATED = 0x200
 EXEC_ARGS_UNREADABLE = 0x400
@@ -35,7 +36,10 @@ COUNTER_TRACK_FULL = 1
 COUNTER_CANDIDATE_LOST = 2
 COUNTER_STALE_PID = 3
 COUNTER_EXECS_SEEN = 4
-COUNTER_MAX = 5
+COUNTER_ROOTS_FULL = 5
+COUNTER_CANDIDATE_THROTTLED = 6
+COUNTER_CANDIDATE_REJECTED_AGAIN = 7
+COUNTER_MAX = 8
 
 
 class RootInfo(ctypes.Structure):
@@ -44,6 +48,16 @@ class RootInfo(ctypes.Structure):
     _fields_ = [
         ("start_ticks", ctypes.c_uint64),
         ("flags", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+class CandidateBudget(ctypes.Structure):
+    """Value of candidate_budget (struct candidate_budget)."""
+
+    _fields_ = [
+        ("window_start_ns", ctypes.c_uint64),
+        ("used", ctypes.c_uint32),
         ("_pad", ctypes.c_uint32),
     ]
 
@@ -127,6 +141,7 @@ EXEC_DATA_OFFSET = ctypes.sizeof(ExecEventHeader)
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "root_info": RootInfo,
     "tracked_proc": TrackedProc,
+    "candidate_budget": CandidateBudget,
     "comm_key": CommKey,
     "candidate_event": CandidateEventRaw,
     "exit_event": ExitEventRaw,

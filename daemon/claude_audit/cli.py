@@ -103,23 +103,41 @@ def cmd_status(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"claude-audit: cannot read {path}: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
-    if not _alive(int(status.get("pid", 0))):
+    pid = status.get("pid") if isinstance(status, dict) else None
+    if not isinstance(pid, int) or not _alive(pid):
         print(f"claude-audit: not running (stale {path})", file=sys.stderr)
         return 3
     if args.json:
         print(json.dumps(status, indent=2))
         return EX_OK
-    print(f"claude-audit {status['version']} pid {status['pid']}")
-    print(f"log: {status['log_path']}")
-    print(f"records written: {status['records_written']}  events lost: {status['events_lost']}")
+    # Session fields (cwd, session id, version) come from files and environments the audited users
+    # write: every value is shown with its control and bidi characters made visible.
+    print(f"claude-audit {_shown(status.get('version'))} pid {_shown(status.get('pid'))}")
+    print(f"log: {_shown(status.get('log_path'))}")
+    print(
+        f"records written: {_shown(status.get('records_written'))}  "
+        f"events lost: {_shown(status.get('events_lost'))}"
+    )
     kc = status.get("kernel_counters", {})
-    print("kernel: " + "  ".join(f"{k}={v}" for k, v in kc.items()))
+    if isinstance(kc, dict):
+        print("kernel: " + "  ".join(f"{_shown(k)}={_shown(v)}" for k, v in kc.items()))
     sessions = status.get("sessions", [])
+    sessions = sessions if isinstance(sessions, list) else []
     print(f"sessions watched: {len(sessions)}")
     for s in sessions:
-        extra = " ".join(f"{k}={s[k]}" for k in ("session_id", "version", "cwd") if k in s)
-        print(f"  pid {s['pid']} found by {s['how']}, {s['execs']} execs {extra}".rstrip())
+        if not isinstance(s, dict):
+            continue
+        extra = " ".join(f"{k}={_shown(s[k])}" for k in ("session_id", "version", "cwd") if k in s)
+        line = f"  pid {_shown(s.get('pid'))} found by {_shown(s.get('how'))}, {_shown(s.get('execs'))} execs"
+        print(f"{line} {extra}".rstrip())
     return EX_OK
+
+
+def _shown(value: object) -> str:
+    """A status value as terminal-safe text (textenc.neutralise: controls, separators, bidi escaped)."""
+    from .textenc import neutralise
+
+    return neutralise(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
 
 
 def _alive(pid: int) -> bool:

@@ -95,6 +95,10 @@ class CaptureConfig(BaseModel):
     filename_max_bytes: PowerOfTwo = Field(default=4096, ge=64, le=4096)
     ring_buffer_bytes: PowerOfTwo = Field(default=16_777_216, ge=65_536)
     max_tracked_processes: int = Field(default=65_536, ge=1024, le=PID_MAX_LIMIT)
+    # Confirmed roots and kernel-adopted candidates have maps of their own, so a flood of processes
+    # calling themselves "claude" can fill the candidates' map but never the one real sessions go to.
+    max_session_roots: int = Field(default=4096, ge=16, le=PID_MAX_LIMIT)
+    max_pending_roots: int = Field(default=1024, ge=16, le=PID_MAX_LIMIT)
 
     @field_validator("ring_buffer_bytes")
     @classmethod
@@ -131,6 +135,8 @@ class DiscoveryConfig(BaseModel):
     )
     interpreter_names: list[BaseName] = Field(default_factory=lambda: ["node", "bun"])
     comm_names: list[CommName] = Field(default_factory=lambda: ["claude", "claude.exe"])
+    # Kernel triggers per user and second beyond which that user's candidates wait for the next scan.
+    candidates_per_uid_per_second: int = Field(default=20, ge=1, le=100_000)
 
 
 class JournalConfig(BaseModel):

@@ -49,21 +49,6 @@ SWEEP_INTERVAL_SECONDS = 10.0
 """How often ended sessions, idle invocations and rejected candidates are looked at for eviction."""
 
 
-def sensor_settings(config: Config) -> SensorSettings:
-    """What the BPF program is compiled with, from the config (the one place this is built)."""
-    from_config: Callable[[Config], SensorSettings] | None = getattr(SensorSettings, "from_config", None)
-    if from_config is not None:
-        return from_config(config)
-    c, d = config.capture, config.discovery
-    return SensorSettings(
-        argv_max_bytes=c.argv_max_bytes,
-        filename_max_bytes=c.filename_max_bytes,
-        ring_buffer_bytes=c.ring_buffer_bytes,
-        max_tracked_processes=c.max_tracked_processes,
-        candidate_comms=tuple(d.comm_names),
-    )
-
-
 def _open_log(cfg: Config) -> RotatingFile:
     return RotatingFile(cfg.audit_log.path, cfg.audit_log.max_bytes, cfg.audit_log.backups)
 
@@ -158,8 +143,11 @@ class Daemon:
         return {
             "kernel-ring": self.counters[L.COUNTER_RING_LOST] + self.counters[L.COUNTER_CANDIDATE_LOST],
             "kernel-tracking": self.counters[L.COUNTER_TRACK_FULL] + self.tracker.counts.seed_track_failures,
+            "kernel-candidates": self.counters[L.COUNTER_ROOTS_FULL]
+            + self.counters[L.COUNTER_CANDIDATE_THROTTLED],
             "queue": self.queue.dropped,
             "decode": self.decode_errors,
+            "journal": self.out.journal.dropped_busy if self.out and self.out.journal else 0,
             "held-overflow": self.tracker.candidates.held_overflow,
         }
 
@@ -257,7 +245,7 @@ class Daemon:
         journal = JournalSink(self.config.journal.socket_path) if self.config.journal.enabled else None
         self.out = Output(self.host, _open_log(self.config), journal, self.started_ns)
         previous = heartbeat.read_previous(self.config.daemon.state_dir)
-        self.sensor = self.sensor_factory(sensor_settings(self.config), self.queue)
+        self.sensor = self.sensor_factory(SensorSettings.from_config(self.config), self.queue)
         attached_ns = _now_ns()
         self.tracker = Tracker(
             self.host.boot_id, self.sensor, self.proc, Matchers.from_config(self.config.discovery)

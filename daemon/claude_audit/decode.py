@@ -16,6 +16,7 @@ from .bpf_layout import (
     EXEC_FILENAME_TRUNCATED,
     EXEC_IS_ROOT,
     TRACK_PENDING_ROOT,
+    TRACK_RECOVERED,
     TRACK_SEEDED,
     CandidateEventRaw,
     ExecEventHeader,
@@ -96,6 +97,8 @@ def _decode_exec(raw: bytes, boot_to_wall_ns: int) -> ExecEvent:
     quality: set[str] = set()
     if h.flags & TRACK_SEEDED:
         quality.add("seeded_from_proc")
+    if h.flags & TRACK_RECOVERED:
+        quality.add("tracking_recovered")
     if h.flags & EXEC_ARGS_UNREADABLE:
         quality.add("args_unreadable")
     if h.flags & EXEC_IS_ROOT:

@@ -9,8 +9,9 @@ A process is Claude Code when one of these holds (`is_claude` returns the rule's
     the self-installed ``~/.local/share/claude/versions/<version>`` (comm is the version string), including
     ``claude daemon`` and its ``--bg-spare`` / ``--bg-pty-host`` helpers.
 ``script``
-    Its executable's basename is an interpreter (`interpreter_names`: node, bun) and some argv element
-    matches one of `script_globs`: ``node .../cli.js`` before it overwrote its title.
+    Its executable's basename is an interpreter (`interpreter_names`: node, bun) and one of its first
+    `SCRIPT_ARGS` arguments matches one of `script_globs`: ``node [flags] .../cli.js`` before it
+    overwrote its title.
 ``renamed-interpreter``
     Its executable's basename is an interpreter, its comm is one of `comm_names`, and its whole cmdline
     is exactly a comm name plus padding. This is 2.0.x after ``process.title = "claude"``: node rewrites
@@ -20,6 +21,10 @@ A process is Claude Code when one of these holds (`is_claude` returns the rule's
 comm alone never decides: any program can call itself "claude" with prctl(PR_SET_NAME); without the
 executable evidence above it is not Claude Code. Globs are fnmatch patterns matched on the whole path,
 where ``*`` also matches ``/``, compared as bytes (paths need not be UTF-8).
+
+The work per process is bounded whatever it holds: the exe link and comm decide first, and only an
+interpreter's cmdline is looked at, its first `procfs.CMDLINE_HEAD` bytes and first `SCRIPT_ARGS`
+arguments at most (a ``node`` with 150 000 arguments costs what a ``node`` with 2 does).
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from typing import Protocol
 from .procfs import DELETED_SUFFIX, ProcInfo
 
 _EMPTY: Mapping[int, int] = {}
+
+SCRIPT_ARGS = 8
+"""Arguments of an interpreter searched for the script: argv[0], a few runtime flags, the script."""
 
 
 class DiscoverySettings(Protocol):
@@ -91,6 +99,7 @@ def _matches(path: bytes, globs: Sequence[str]) -> bool:
 def _is_title(cmdline: bytes, names: Sequence[str]) -> bool:
     # The whole argv area is the title plus padding: a real `node claude` (argv "node\0claude\0") or a
     # process whose first argument merely starts with "claude" does not qualify.
+    # Only the head is read: a title padded beyond it is judged by the padding that was read.
     title = cmdline.rstrip(b"\0 ")
     return any(title == os.fsencode(n) for n in names)
 
@@ -105,9 +114,10 @@ def is_claude(info: ProcInfo, m: Matchers) -> str | None:
     base = os.path.basename(exe)
     if not any(base == os.fsencode(n) for n in m.interpreter_names):
         return None
-    if any(_matches(arg, m.script_globs) for arg in info.cmdline.split(b"\0") if arg):
+    head = info.cmdline_head
+    if any(_matches(arg, m.script_globs) for arg in head.split(b"\0", SCRIPT_ARGS)[:SCRIPT_ARGS] if arg):
         return "script"
-    if any(info.comm == os.fsencode(n) for n in m.comm_names) and _is_title(info.cmdline, m.comm_names):
+    if any(info.comm == os.fsencode(n) for n in m.comm_names) and _is_title(head, m.comm_names):
         return "renamed-interpreter"
     return None
 

@@ -22,12 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .bounded import parse_pid, read_user_file
-from .claude import claude_env_info, parse_session_file
+from .bounded import read_user_file
+from .claude import SESSION_FILE_MAX, claude_env_info, claude_pid, parse_session_file, session_file_path
 from .procfs import ProcInfo
 
-SESSION_FILE_CAP = 1 << 20
-"""Largest session file read; real ones are under 1 KiB."""
 HOME_CACHE_MAX = 4096
 """Uids whose home directory is remembered (a bound, not a tuning knob)."""
 
@@ -61,9 +59,7 @@ class RootId:
 
 def inherited_claude_pid(env: Mapping[bytes, bytes] | None) -> int | None:
     """The CLAUDE_PID a Claude Code child inherited (CLAUDECODE=1 must be set too), or None."""
-    if not env or env.get(b"CLAUDECODE") != b"1":
-        return None
-    return parse_pid(env.get(b"CLAUDE_PID", b""))
+    return claude_pid(env) if env else None
 
 
 def may_belong_to(info: ProcInfo, root: RootId) -> bool:
@@ -122,17 +118,14 @@ class IdentityReader:
         home = self.home(root.uid)
         if home is None:
             return {}
-        path = self.proc.host_path(home / ".claude" / "sessions" / f"{root.pid}.json")
-        got = read_user_file(path, SESSION_FILE_CAP)
+        path = self.proc.host_path(session_file_path(home, root.pid))
+        got = read_user_file(path, SESSION_FILE_MAX)
         if got is None or got.truncated:
             return {}
         if got.uid != root.uid:
             self.untrusted += 1
             return {}
-        try:
-            sf = parse_session_file(got.data, root.pid, root.start_ticks)
-        except ValueError:  # a number too long for int(): not a file Claude Code wrote
-            return {}
+        sf = parse_session_file(got.data, root.pid, root.start_ticks)
         return sf.claude_fields() if sf is not None else {}
 
     def environment(self, pid: int, start_ticks: int, root: RootId) -> dict[str, Any]:

@@ -228,6 +228,11 @@ class JournalSink:
     `send()` never raises for journald being absent or slow: it returns False and counts `failed`.
     If the socket is missing, one warning is logged and sends are skipped (counted as failed) until
     `retry_interval` seconds have passed, so a journald that starts later is picked up.
+
+    `send()` never blocks either: the socket is non-blocking, so a journald that is slow or stopped
+    (SIGSTOP, a full receive queue) costs the main loop nothing. A record the socket cannot take at once
+    is dropped and counted in `dropped_busy`, which the daemon turns into an `events-lost` record with
+    `where: "journal"`; the audit file has it.
     """
 
     def __init__(
@@ -235,20 +240,20 @@ class JournalSink:
         socket_path: Path = DEFAULT_SOCKET,
         *,
         retry_interval: float = 10.0,
-        send_timeout: float = 1.0,
         datagram_max: int = 256 * 1024,
         sndbuf: int = 8 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.socket_path = Path(socket_path)
         self.retry_interval = retry_interval
-        self.send_timeout = send_timeout
         self.datagram_max = datagram_max
         self.sndbuf = sndbuf
         self._clock = clock
         self.sent = 0
         self.failed = 0
         self.memfd_sent = 0
+        self.dropped_busy = 0
+        """Records dropped because journald's socket queue was full (journald slow or stopped)."""
         self._sock: socket.socket | None = None
         self._retry_at = 0.0
         self._warned = False
@@ -257,10 +262,7 @@ class JournalSink:
     # -- connection handling
     def _socket(self) -> socket.socket:
         if self._sock is None:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            # Blocking with a bound: journald applies back-pressure, but a wedged journald must not
-            # stall the daemon's main loop for long.
-            s.settimeout(self.send_timeout)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
             # Like sd-journal: a large send buffer lets bursts of records queue without blocking.
             with contextlib.suppress(OSError):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
@@ -290,7 +292,11 @@ class JournalSink:
             self._send_payload(payload)
         except OSError as err:
             self.failed += 1
-            if err.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
+            if err.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                self.dropped_busy += 1
+                if self.dropped_busy == 1:
+                    log.warning("journald is not keeping up; records it cannot take are dropped and counted")
+            elif err.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
                 self._mark_unavailable(err)
             else:
                 log.debug("journald send failed", error=str(err), size=len(payload))

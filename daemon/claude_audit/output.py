@@ -26,12 +26,14 @@ log = structlog.get_logger("claude_audit")
 LOSS_BUCKETS = (
     "kernel-ring",
     "kernel-tracking",
+    "kernel-candidates",
     "queue",
     "decode",
     "held-overflow",
     "held-at-stop",
     "crash",
     "file",
+    "journal",
 )
 """Every place a record can be lost (records.LOST_WHERE documents each)."""
 

@@ -24,7 +24,18 @@ EXEC_DATASET: Final = "claude_audit.exec"
 LIFECYCLE_DATASET: Final = "claude_audit.lifecycle"
 SESSION_FOUND_HOW: Final = frozenset({"scan", "kernel-trigger", "startup"})
 LOST_WHERE: Final = frozenset(
-    {"kernel-ring", "kernel-tracking", "queue", "decode", "file", "held-overflow", "held-at-stop", "crash"}
+    {
+        "kernel-ring",
+        "kernel-tracking",
+        "kernel-candidates",
+        "queue",
+        "decode",
+        "file",
+        "journal",
+        "held-overflow",
+        "held-at-stop",
+        "crash",
+    }
 )
 
 _NS_PER_TICK: Final = 1_000_000_000 // USER_HZ
@@ -285,11 +296,14 @@ def events_lost(
     """Record that `count` events were lost at `where` (one of LOST_WHERE) since `since_ns`.
 
     "kernel-ring": the BPF ring buffer was full; "kernel-tracking": the kernel's table of tracked
-    processes was full; "queue": the daemon's in-memory queue was full; "decode": events that could not
-    be decoded; "file": audit lines that could not be written; "held-overflow": records of a process
-    awaiting the verdict on whether it is Claude Code beyond the number held for it; "held-at-stop":
-    records of such processes still undecided when the daemon stopped; "crash": records already taken
-    from the kernel ring that a crashing daemon could not handle.
+    processes was full; "kernel-candidates": session triggers the kernel did not adopt (a user over its
+    per-second candidate budget, or the candidates' map full; a real session among them is found by the
+    next scan); "queue": the daemon's in-memory queue was full; "decode": events that could not be
+    decoded; "file": audit lines that could not be written; "journal": records journald's socket could
+    not take at once; "held-overflow": records of a process awaiting the verdict on whether it is Claude
+    Code beyond the number held for it; "held-at-stop": records of such processes still undecided when
+    the daemon stopped; "crash": records already taken from the kernel ring that a crashing daemon could
+    not handle.
 
     For "file" the count is of records (lines) that could not be written, and `lost_bytes` their size
     (RotatingFile.take_gap gives both).

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import bpf_layout as L
 from .btf import Btf, KernelOffsets
@@ -86,16 +86,49 @@ def view_pidns_inum(proc: Path = Path("/proc")) -> int:
 PROC_PID_INIT_INO = 0xEFFFFFFC
 
 
+class SensorConfig(Protocol):
+    """What `SensorSettings.from_config` reads: the [capture] and [discovery] sections of config.Config."""
+
+    @property
+    def capture(self) -> Any:
+        """config.CaptureConfig."""
+        ...
+
+    @property
+    def discovery(self) -> Any:
+        """config.DiscoveryConfig."""
+        ...
+
+
 @dataclass(frozen=True)
 class SensorSettings:
-    """What the BPF program is compiled with (from config [capture])."""
+    """What the BPF program is compiled with. Defaults are config.py's (one place); tests pass their own."""
 
-    argv_max_bytes: int = 16384
-    filename_max_bytes: int = 4096
-    ring_buffer_bytes: int = 16 * 1024 * 1024
-    max_tracked_processes: int = 65536
-    candidate_comms: tuple[str, ...] = ("claude", "claude.exe")
+    argv_max_bytes: int
+    filename_max_bytes: int
+    ring_buffer_bytes: int
+    max_tracked_processes: int
+    max_session_roots: int
+    max_pending_roots: int
+    candidates_per_uid_per_second: int
+    candidate_comms: tuple[str, ...]
     bpf_dir: Path = L.BPF_DIR
+
+    @classmethod
+    def from_config(cls, config: SensorConfig, bpf_dir: Path = L.BPF_DIR) -> SensorSettings:
+        """The settings a config.Config gives (its [capture] sizes and [discovery] triggers)."""
+        c, d = config.capture, config.discovery
+        return cls(
+            argv_max_bytes=c.argv_max_bytes,
+            filename_max_bytes=c.filename_max_bytes,
+            ring_buffer_bytes=c.ring_buffer_bytes,
+            max_tracked_processes=c.max_tracked_processes,
+            max_session_roots=c.max_session_roots,
+            max_pending_roots=c.max_pending_roots,
+            candidates_per_uid_per_second=d.candidates_per_uid_per_second,
+            candidate_comms=tuple(d.comm_names),
+            bpf_dir=bpf_dir,
+        )
 
 
 class Sensor:
@@ -120,6 +153,9 @@ class Sensor:
             f"-DARGS_MAX={settings.argv_max_bytes}",
             f"-DFILENAME_MAX_LEN={settings.filename_max_bytes}",
             f"-DMAX_TRACKED={settings.max_tracked_processes}",
+            f"-DMAX_ROOTS={settings.max_session_roots}",
+            f"-DMAX_PENDING_ROOTS={settings.max_pending_roots}",
+            f"-DCANDIDATES_PER_UID_PER_SEC={settings.candidates_per_uid_per_second}",
             f"-DRING_PAGES={pages}",
             f"-DNR_CPUS_POSSIBLE={possible_cpus()}",
             f"-DVIEW_PIDNS_INUM={view_pidns_inum()}",
@@ -131,6 +167,12 @@ class Sensor:
             raise SensorError(f"cannot load {src}: {exc}") from exc
         self.attached = list(PROBES)  # TRACEPOINT_PROBE/RAW_TRACEPOINT_PROBE attach at load
         self.roots = self.bpf[b"target_pid_map"]
+        self.pending_roots = self.bpf[b"pending_root_map"]
+        self.rejected = self.bpf[b"rejected_map"]
+        self.roots_full = 0
+        """add_root calls refused because target_pid_map was full (the kernel counts its own)."""
+        self.track_full = 0
+        """track calls refused because tracked_map was full."""
         self.tracked = self.bpf[b"tracked_map"]
         self.counters = self.bpf[b"counters"]
         comms = self.bpf[b"candidate_comms"]
@@ -162,20 +204,41 @@ class Sensor:
             totals.append(sum(int(v) for v in per_cpu))
         return totals
 
-    # -- session roots (target_pid_map) ---------------------------------------------------------------
-    def add_root(self, pid: int, start_ticks: int, pending: bool = False) -> None:
-        """Make pid a session root (confirmed unless pending)."""
-        flags = L.TRACK_PENDING_ROOT if pending else 0
-        self.roots[ctypes.c_uint32(pid)] = L.RootInfo(start_ticks=start_ticks, flags=flags)
+    # -- session roots (target_pid_map, pending_root_map) --------------------------------------------
+    def add_root(self, pid: int, start_ticks: int, pending: bool = False) -> bool:
+        """Make pid a session root, confirmed unless pending; False (counted) if its map is full.
+
+        A confirmed root replaces the pending entry the kernel may have made for it.
+        """
+        entry = L.RootInfo(start_ticks=start_ticks, flags=L.TRACK_PENDING_ROOT if pending else 0)
+        table = self.pending_roots if pending else self.roots
+        try:
+            table[ctypes.c_uint32(pid)] = entry
+        except Exception:  # bcc raises a bare Exception ("Argument list too long") when the map is full
+            self.roots_full += 1
+            return False
+        if not pending:
+            with contextlib.suppress(KeyError):
+                del self.pending_roots[ctypes.c_uint32(pid)]
+        return True
 
     def remove_root(self, pid: int) -> None:
-        """Stop treating pid as a session root (its tracked descendants are not touched)."""
-        with contextlib.suppress(KeyError):
-            del self.roots[ctypes.c_uint32(pid)]
+        """Stop treating pid as a session root, pending or confirmed (its tracked descendants stay)."""
+        for table in (self.roots, self.pending_roots):
+            with contextlib.suppress(KeyError):
+                del table[ctypes.c_uint32(pid)]
+
+    def reject_root(self, pid: int, start_ticks: int) -> int:
+        """A pending root is not Claude Code: drop it and its tracked descendants, and have the kernel
+        ignore it until it execs something new. Returns how many tracked entries were removed."""
+        self.remove_root(pid)
+        return self.untrack_session(pid, start_ticks)
 
     def root_pids(self) -> dict[int, tuple[int, int]]:
-        """pid -> (start_ticks, flags) of every root in the kernel map."""
-        return {int(k.value): (int(v.start_ticks), int(v.flags)) for k, v in self.roots.items()}
+        """pid -> (start_ticks, flags) of every root in the kernel maps, pending ones included."""
+        out = {int(k.value): (int(v.start_ticks), int(v.flags)) for k, v in self.pending_roots.items()}
+        out.update({int(k.value): (int(v.start_ticks), int(v.flags)) for k, v in self.roots.items()})
+        return out
 
     # -- tracked descendants (tracked_map) ------------------------------------------------------------
     def track(self, pid: int, entry: L.TrackedProc) -> bool:
@@ -183,6 +246,7 @@ class Sensor:
         try:
             self.tracked[ctypes.c_uint32(pid)] = entry
         except Exception:  # bcc raises a bare Exception when the map is full
+            self.track_full += 1
             return False
         return True
 
@@ -196,10 +260,22 @@ class Sensor:
 
     def tracked_items(self) -> Iterable[tuple[int, L.TrackedProc]]:
         """Every tracked-map entry (a snapshot; the kernel keeps changing it)."""
-        return [(int(k.value), L.TrackedProc.from_buffer_copy(bytes(v))) for k, v in self.tracked.items()]
+        # One batched syscall per chunk instead of two per entry: 10 000 entries in 0.035 s, not 0.19 s.
+        # It runs at each scan and each rejected candidate, so a flood of candidates stays cheap.
+        try:
+            pairs = list(self.tracked.items_lookup_batch())
+        except Exception:  # kernels before 5.6 have no batch lookup; bcc raises a bare Exception
+            pairs = list(self.tracked.items())
+        return [(int(getattr(k, "value", k)), L.TrackedProc.from_buffer_copy(bytes(v))) for k, v in pairs]
 
     def untrack_session(self, root: int, root_start_ticks: int) -> int:
-        """Remove every tracked entry of one session (a rejected pending root); returns how many."""
+        """Remove every tracked entry of a rejected pending root; returns how many.
+
+        The root is also remembered in the kernel's rejected_map, so renaming itself again does not make
+        it a candidate again (a new exec does). Only the daemon's rejection path calls this.
+        """
+        with contextlib.suppress(Exception):  # LRU map: an update never fails for lack of room
+            self.rejected[ctypes.c_uint32(root)] = ctypes.c_uint64(root_start_ticks)
         n = 0
         for pid, e in self.tracked_items():
             if e.root == root and e.root_start_ticks == root_start_ticks:

@@ -277,8 +277,8 @@ class SessionTable:
 class KernelMaps(Protocol):
     """What the state stage needs from the sensor's maps (the Sensor implements it; tests pass a fake)."""
 
-    def add_root(self, pid: int, start_ticks: int, pending: bool = False) -> bool | None:
-        """Make pid a session root; False (or an exception, from older sensors) if the map is full."""
+    def add_root(self, pid: int, start_ticks: int, pending: bool = False) -> bool:
+        """Make pid a session root; False if its map is full."""
 
     def remove_root(self, pid: int) -> None:
         """Stop treating pid as a session root."""

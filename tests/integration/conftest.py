@@ -12,8 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from sensor_util import Collector
+from settings import default_sensor_settings
 
-from claude_audit.sensor import RingQueue, Sensor, SensorSettings
+from claude_audit.sensor import RingQueue, Sensor
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -26,7 +27,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def sensor() -> Iterator[Sensor]:
     """The real BPF program, loaded once per module, with a 32 KiB argv cap."""
     q = RingQueue(1_000_000)
-    s = Sensor(SensorSettings(argv_max_bytes=32768), q)
+    s = Sensor(default_sensor_settings(argv_max_bytes=32768), q)
     try:
         yield s
     finally:

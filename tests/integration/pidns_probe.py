@@ -17,14 +17,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(__file__))
 
 from sensor_util import Collector, start_ticks
+from settings import default_sensor_settings
 
 from claude_audit.events import ExecEvent
-from claude_audit.sensor import RingQueue, Sensor, SensorSettings, view_pidns_inum
+from claude_audit.sensor import RingQueue, Sensor, view_pidns_inum
 
 
 def main() -> None:
     q = RingQueue(100_000)
-    with Sensor(SensorSettings(), q) as sensor:
+    with Sensor(default_sensor_settings(), q) as sensor:
         root = subprocess.Popen(
             ["/bin/bash", "-c", "read -r _; /bin/echo in-ns >/dev/null & echo $! > /dev/stderr; wait; :"],
             stdin=subprocess.PIPE,

@@ -55,6 +55,10 @@ def test_pids_named() -> None:
     """A process is found by its comm."""
     child = subprocess.Popen(["/bin/sleep", "30"])
     try:
+        # Popen returns once the child forked; its comm becomes "sleep" only at the exec.
+        deadline = time.monotonic() + 30
+        while child.pid not in pids_named("sleep") and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert child.pid in pids_named("sleep")
         assert child.pid not in pids_named("no-such-comm")
     finally:

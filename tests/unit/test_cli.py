@@ -87,3 +87,28 @@ def test_status_reads_the_daemons_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["status", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "records written: 12" in out and "pid 42 found by scan, 7 execs session_id=abc" in out
+
+
+def test_status_neutralises_session_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Session fields written by the audited user (cwd with ESC sequences, a bidi override, a newline)
+    reach the terminal escaped: no raw ESC, C1, bidi control or line break from a value."""
+    run = tmp_path / "run"
+    run.mkdir()
+    evil = "/srv/\x1b]0;owned\x07\x1b[2J\u202egnp.exe\nfake: line\x9b31m"
+    status = {
+        "pid": os.getpid(),
+        "version": "0.1.0\x1b[5m",
+        "log_path": "/var/log/claude-audit/audit.jsonl",
+        "records_written": 1,
+        "events_lost": 0,
+        "kernel_counters": {"ring_lost": 0},
+        "sessions": [{"pid": 42, "how": "scan", "execs": 7, "cwd": evil, "session_id": "\u2066x\u2069"}],
+    }
+    (run / "status.json").write_text(json.dumps(status))
+    cfg = _cfg(tmp_path, f'[daemon]\nruntime_dir = "{run}"\n')
+    assert main(["status", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    for bad in ("\x1b", "\x07", "\x9b", "\u202e", "\u2066", "\u2069"):
+        assert bad not in out
+    assert len(out.splitlines()) == 6  # the value's newline did not make a line of its own
+    assert "\\x1b[2J" in out

@@ -220,3 +220,16 @@ def test_captured_session_has_one_root(tmp_path: Path, version: str, reason: str
     # Everything else is below it; node's fork-before-exec children still look like Claude but are nested.
     others = {pid for pid, info in infos.items() if pid != claude_pid and is_claude(info, M)}
     assert all(infos[pid].ppid == claude_pid for pid in others)
+
+
+def test_huge_interpreter_cmdline_costs_only_its_head() -> None:
+    """A `node` with 150 000 one-byte arguments is judged on its head: a script named past the first
+    SCRIPT_ARGS arguments does not count, and the check does not read or split the rest."""
+    args = [b"/usr/bin/node", *([b"x"] * 150_000), NPM + b"/cli.js"]
+    p = proc(700, 1, b"/usr/bin/node", b"node", args)
+    assert is_claude(p, M) is None
+    assert len(p.cmdline_head) == 4096
+    late = proc(701, 1, b"/usr/bin/node", b"node", [b"/usr/bin/node", *([b"-x"] * 8), NPM + b"/cli.js"])
+    assert is_claude(late, M) is None
+    early = proc(702, 1, b"/usr/bin/node", b"node", [b"/usr/bin/node", b"--flag", NPM + b"/cli.js", b"x"])
+    assert is_claude(early, M) == "script"

@@ -158,3 +158,29 @@ def test_missing_socket_warns_once_and_retries(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert out.count("journald unavailable") == 1
     sink.close()
+
+
+def test_send_to_a_journald_that_never_reads_does_not_block(tmp_path: Path) -> None:
+    """A journald that stopped reading (its socket queue full) costs the sender nothing: sends return
+    at once, the ones the socket cannot take are counted in dropped_busy, and sent + dropped = all."""
+    import socket as socket_mod
+    import time as time_mod
+
+    from claude_audit.journal import JournalSink
+
+    path = tmp_path / "journal.sock"
+    server = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_DGRAM)
+    server.bind(str(path))
+    try:
+        sink = JournalSink(path, sndbuf=65536)
+        n = 5000
+        t0 = time_mod.monotonic()
+        results = [sink.send({"MESSAGE": "x" * 200, "N": str(i)}) for i in range(n)]
+        elapsed = time_mod.monotonic() - t0
+        sink.close()
+    finally:
+        server.close()
+    assert sink.dropped_busy > 0
+    assert sink.sent + sink.dropped_busy == n == len(results)
+    assert results.count(True) == sink.sent
+    assert elapsed < 5.0  # with the old blocking socket: 1 s per record once the queue is full

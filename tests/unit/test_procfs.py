@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from claude_audit.procfs import (
+    CMDLINE_HEAD,
+    CMDLINE_MAX,
+    ENVIRON_MAX,
+    UNKNOWN_ID,
     ProcFS,
-    ProcInfo,
-    children_map,
-    descendants,
-    parse_btime,
     parse_environ,
     parse_stat,
     parse_status_ids,
@@ -61,11 +61,6 @@ def host_root(tmp_path: Path) -> Path:
     shutil.copyfile(HOST / "stat", root / "stat")
     shutil.copytree(HOST / "sys", root / "sys")
     return root
-
-
-def info(pid: int, ppid: int) -> ProcInfo:
-    """A minimal ProcInfo for tree tests."""
-    return ProcInfo(pid, ppid, b"x", b"/bin/x", b"x\0", 100 + pid, 0, 0, "S")
 
 
 # -- parse_stat ------------------------------------------------------------------------------------
@@ -110,7 +105,7 @@ def test_parse_stat_rejects_garbage(data: bytes) -> None:
         parse_stat(data)
 
 
-# -- status, environ, btime ------------------------------------------------------------------------
+# -- status, environ ------------------------------------------------------------------------
 
 
 def test_parse_status_ids_from_capture() -> None:
@@ -141,13 +136,6 @@ def test_parse_environ_from_capture() -> None:
     env = parse_environ((HOST / str(NODE_TITLE) / "environ").read_bytes())
     assert env[b"PATH"].startswith(b"/")
     assert b"" not in env
-
-
-def test_parse_btime_from_capture() -> None:
-    """btime is read from the captured /proc/stat."""
-    assert parse_btime((HOST / "stat").read_bytes()) == 1795597787
-    with pytest.raises(ValueError, match="btime"):
-        parse_btime(b"cpu 1 2 3\n")
 
 
 def test_split_cmdline_padding_and_no_trailing_nul() -> None:
@@ -231,8 +219,8 @@ class _ReusedPid(ProcFS):
         super().__init__(root)
         self.calls = 0
 
-    def _read(self, pid: int, name: str) -> bytes:
-        data = super()._read(pid, name)
+    def _read(self, pid: int, name: str, cap: int) -> bytes:
+        data = super()._read(pid, name, cap)
         if name == "stat":
             self.calls += 1
             if self.calls == 2:
@@ -255,10 +243,10 @@ class _Raising(ProcFS):
         super().__init__(root)
         self.name, self.err = name, err
 
-    def _read(self, pid: int, name: str) -> bytes:
+    def _read(self, pid: int, name: str, cap: int) -> bytes:
         if name == self.name:
             raise OSError(self.err, os.strerror(self.err))
-        return super()._read(pid, name)
+        return super()._read(pid, name, cap)
 
 
 @pytest.mark.parametrize("err", [errno.ESRCH, errno.EACCES, errno.EPERM, errno.ENOENT])
@@ -286,39 +274,112 @@ def test_environ_from_fake_root(tmp_path: Path) -> None:
 
 
 def test_boot_id_btime_and_host_path(tmp_path: Path) -> None:
-    """boot_id and btime are read below the root; host paths map into the root's parent."""
+    """boot_id is read below the root; host paths map into the root's parent."""
     proc = ProcFS(host_root(tmp_path))
     assert proc.boot_id() == (HOST / "sys/kernel/random/boot_id").read_text().strip()
     assert len(proc.boot_id()) == 36
-    assert proc.btime() == 1795597787
     assert proc.host_path(Path("/root/.claude/sessions/1.json")) == tmp_path / "root/.claude/sessions/1.json"
     assert ProcFS().host_path(Path("/etc/x")) == Path("/etc/x")
 
 
-# -- trees ------------------------------------------------------------------------------------------
+# -- bounded, lazy reads --------------------------------------------------------------------------
 
 
-def test_children_map_and_bfs_order() -> None:
-    """Children are listed ascending; descendants come breadth first, parents before children."""
-    pairs = [(10, 1), (30, 10), (20, 10), (40, 20), (50, 30), (60, 2)]
-    infos = {pid: info(pid, ppid) for pid, ppid in pairs}
-    assert children_map(infos) == {1: [10], 10: [20, 30], 20: [40], 30: [50], 2: [60]}
-    order = descendants(10, infos)
-    assert order == [20, 30, 40, 50]
-    for pid in order:
-        parent = infos[pid].ppid
-        assert parent == 10 or order.index(parent) < order.index(pid)
-    assert ProcFS.descendants(60, infos) == []
-    assert ProcFS.children_map(infos.values()) == children_map(infos)
+class _Counting(ProcFS):
+    """A ProcFS that records which files were read, and how many bytes were asked for."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[tuple[int, str, int]] = []
+
+    def _read(self, pid: int, name: str, cap: int) -> bytes:
+        self.reads.append((pid, name, cap))
+        return super()._read(pid, name, cap)
 
 
-def test_descendants_survives_cycles() -> None:
-    """An inconsistent snapshot with a ppid cycle does not loop forever."""
-    infos = [info(10, 1), info(20, 10), info(30, 20), info(10, 30)]
-    assert descendants(10, infos) == [20, 30]
+def test_read_all_reads_only_stat_and_exe(tmp_path: Path) -> None:
+    """A scan reads stat (and the exe link) of each process: never cmdline, status or environ."""
+    proc = _Counting(host_root(tmp_path))
+    infos = proc.read_all()
+    assert sorted(infos) == proc.pids()
+    assert {name for _, name, _ in proc.reads} == {"stat"}
 
 
-def test_descendants_of_captured_host(tmp_path: Path) -> None:
-    """On the captured host, the renamed test processes all descend from their shared shell (10265)."""
-    infos = ProcFS(host_root(tmp_path)).read_all()
-    assert descendants(10265, infos) == [PAREN_COMM, NODE_TITLE, PY_CLAUDE]
+def test_lazy_cmdline_and_ids_are_read_on_use_and_capped(tmp_path: Path) -> None:
+    """cmdline_head asks for CMDLINE_HEAD bytes, cmdline for CMDLINE_MAX, ids read status once."""
+    proc = _Counting(host_root(tmp_path))
+    node = proc.read_all()[NODE_TITLE]
+    proc.reads.clear()
+    assert node.cmdline_head.startswith(b"claude\0")
+    assert (NODE_TITLE, "cmdline", CMDLINE_HEAD) in proc.reads
+    assert node.cmdline.startswith(b"claude\0\0")
+    assert (NODE_TITLE, "cmdline", CMDLINE_MAX) in proc.reads
+    assert (node.uid, node.gid) == (0, 0)
+    assert (node.uid, node.gid) == (0, 0)
+    assert [r for r in proc.reads if r[1] == "status"] == [(NODE_TITLE, "status", 16384)]
+
+
+def test_lazy_read_of_a_replaced_process_is_empty(tmp_path: Path) -> None:
+    """If the process is gone (or its pid reused) before the lazy read, cmdline is b"" and ids unknown."""
+    root = host_root(tmp_path)
+    node = ProcFS(root).read_all()[NODE_TITLE]
+    stat = root / str(NODE_TITLE) / "stat"
+    head, tail = stat.read_bytes().rsplit(b")", 1)
+    fields = tail.split()
+    fields[19] = b"1" + fields[19]
+    stat.write_bytes(head + b") " + b" ".join(fields) + b"\n")
+    assert node.cmdline == b""
+    assert node.cmdline_head == b""
+    assert (node.uid, node.gid) == (UNKNOWN_ID, UNKNOWN_ID)
+
+
+def test_huge_cmdline_is_read_up_to_the_cap(tmp_path: Path) -> None:
+    """150 000 one-byte arguments: read() keeps CMDLINE_MAX bytes, the head CMDLINE_HEAD."""
+    root = host_root(tmp_path)
+    (root / str(NODE_TITLE) / "cmdline").write_bytes(b"x\0" * 150_000)
+    info = ProcFS(root).read(NODE_TITLE)
+    assert info is not None
+    assert len(info.cmdline) == CMDLINE_MAX
+    assert len(info.cmdline_head) == CMDLINE_HEAD
+    light = ProcFS(root).read_all()[NODE_TITLE]
+    assert len(light.cmdline_head) == CMDLINE_HEAD
+
+
+def test_environ_is_capped_and_drops_a_cut_entry(tmp_path: Path) -> None:
+    """An environment larger than the cap is cut there; the entry cut in the middle is left out."""
+    root = host_root(tmp_path)
+    pad = b"PAD=" + b"p" * (ENVIRON_MAX - 20) + b"\0"
+    (root / str(NODE_TITLE) / "environ").write_bytes(b"A=1\0" + pad + b"CLAUDE_PID=123456789\0")
+    env = ProcFS(root).environ(NODE_TITLE)
+    assert env is not None
+    assert env[b"A"] == b"1"
+    assert b"CLAUDE_PID" not in env
+    assert all(not k.startswith(b"CLAUDE") for k in env)
+
+
+@pytest.mark.parametrize(
+    "stat",
+    [
+        b"1 (x) S " + b"7" * 5000 + b" 1 1" + b" 1" * 30,
+        b"1 (x) S -1 1 1" + b" 1" * 30,
+        b"1 (x) \xff 1 1 1" + b" 1" * 30,
+        b"1 (x) SS 1 1 1" + b" 1" * 30,
+    ],
+)
+def test_parse_stat_refuses_odd_numbers_with_value_error(stat: bytes) -> None:
+    """A 5000-digit or negative number, or a non-letter state, is a ValueError (read as gone), not a crash."""
+    with pytest.raises(ValueError, match="stat"):
+        parse_stat(stat)
+
+
+def test_parse_status_ids_refuses_huge_numbers() -> None:
+    """A status whose Uid: holds a 5000-digit number is refused with ValueError."""
+    with pytest.raises(ValueError, match="Uid"):
+        parse_status_ids(b"Uid:\t" + b"9" * 5000 + b"\t0\t0\t0\nGid:\t0\t0\t0\t0\n")
+
+
+def test_pids_ignore_absurd_names(tmp_path: Path) -> None:
+    """A numeric name longer than any pid (a fake root) is not a pid."""
+    root = host_root(tmp_path)
+    (root / ("9" * 5000)[:200]).mkdir()
+    assert ProcFS(root).pids() == [1, 2, PAREN_COMM, NODE_TITLE, PY_CLAUDE, DELETED]

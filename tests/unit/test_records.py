@@ -307,6 +307,8 @@ def test_accepted_values_are_the_documented_ones() -> None:
     assert {
         "kernel-ring",
         "kernel-tracking",
+        "kernel-candidates",
+        "journal",
         "queue",
         "decode",
         "file",

