@@ -316,10 +316,10 @@ class Daemon:
         timeout_ms = max(1, int(min(self.config.daemon.poll_interval_seconds, watchdog_every or 1.0) * 1000))
         while not self.signals.stop:
             self.loop_once(timeout_ms)
-            if self.out.pending_lines:
+            if self.out.queued_lines:
                 # Records reach the file as soon as they are decoded, not at the next tick: the tick
                 # only paces status, loss reports and the watchdog.
-                self.out.write_pending()
+                self.out.write_queued()
             self.publish(self.tracker.recheck())
             now = time.monotonic()
             if self.signals.reload:

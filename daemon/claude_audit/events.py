@@ -81,7 +81,7 @@ class CandidateEvent:
 
 @dataclass(frozen=True, slots=True)
 class ExitEvent:
-    """The last thread of a tracked process exited."""
+    """A session root exited (its last thread); the kernel reports no other process's exit."""
 
     wall_time_ns: int
     pid: int

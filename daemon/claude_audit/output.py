@@ -87,7 +87,7 @@ class Output:
         self.now_ns = now_ns
         self.seq = 0
         self.records_written = 0
-        self.pending_lines: list[bytes] = []
+        self.queued_lines: list[bytes] = []
         self.ledger = LossLedger()
 
     def next_seq(self) -> int:
@@ -96,22 +96,22 @@ class Output:
         return self.seq
 
     def emit(self, record: dict[str, Any]) -> None:
-        """Queue a record for the file (written by `write_pending`) and send it to journald now."""
+        """Queue a record for the file (written by `write_queued`) and send it to journald now."""
         line = dumps_line(record)
-        self.pending_lines.append(line)
+        self.queued_lines.append(line)
         self.records_written += 1
         if self.journal is not None:
             self.journal.send(journal_fields(record, line))
 
-    def write_pending(self) -> None:
+    def write_queued(self) -> None:
         """Write the queued lines to the audit log now."""
-        lines, self.pending_lines = self.pending_lines, []
+        lines, self.queued_lines = self.queued_lines, []
         self.log_file.write_lines(lines)
         self.log_file.flush()
 
     def flush(self) -> None:
         """Write queued lines, and state any gap a write failure left."""
-        self.write_pending()
+        self.write_queued()
         gap = self.log_file.take_gap()
         if gap is not None:
             lines, nbytes = gap
@@ -129,7 +129,7 @@ class Output:
                     lost_bytes=nbytes,
                 )
             )
-            self.write_pending()
+            self.write_queued()
 
     def report_losses(self, totals: Mapping[str, int] | None = None) -> None:
         """Update the ledger with outside totals, then state every loss not yet stated."""
