@@ -45,6 +45,10 @@ log = structlog.get_logger("claude_audit")
 
 EX_SOFTWARE = 70
 """Exit status of a crash (sysexits: internal software error), so systemd's Restart=on-failure acts."""
+RECHECK_INTERVAL_SECONDS = 0.1
+"""How often undecided candidates are looked at again in /proc. Not every poll: under a flood of
+look-alikes (each user may have the kernel adopt 20 a second) a recheck per 20 ms poll would re-read
+/proc for every one of them 50 times a second."""
 SWEEP_INTERVAL_SECONDS = 10.0
 """How often ended sessions, idle invocations and rejected candidates are looked at for eviction."""
 
@@ -180,6 +184,9 @@ class Daemon:
                 "candidates_lost": self.counters[L.COUNTER_CANDIDATE_LOST],
                 "stale_pids": self.counters[L.COUNTER_STALE_PID],
                 "execs_seen": self.counters[L.COUNTER_EXECS_SEEN],
+                "candidate_maps_full": self.counters[L.COUNTER_ROOTS_FULL],
+                "candidates_throttled": self.counters[L.COUNTER_CANDIDATE_THROTTLED],
+                "rejected_retriggers": self.counters[L.COUNTER_CANDIDATE_REJECTED_AGAIN],
             },
             "queue_dropped": self.queue.dropped,
             "filtered_not_session": t.counts.not_session,
@@ -312,7 +319,7 @@ class Daemon:
         watchdog_every = self.notifier.watchdog_interval()
         next_scan = time.monotonic() + self.config.discovery.scan_interval_seconds
         next_sweep = time.monotonic() + SWEEP_INTERVAL_SECONDS
-        next_tick = 0.0
+        next_tick = next_recheck = 0.0
         timeout_ms = max(1, int(min(self.config.daemon.poll_interval_seconds, watchdog_every or 1.0) * 1000))
         while not self.signals.stop:
             self.loop_once(timeout_ms)
@@ -320,8 +327,10 @@ class Daemon:
                 # Records reach the file as soon as they are decoded, not at the next tick: the tick
                 # only paces status, loss reports and the watchdog.
                 self.out.write_queued()
-            self.publish(self.tracker.recheck())
             now = time.monotonic()
+            if now >= next_recheck:
+                self.publish(self.tracker.recheck())
+                next_recheck = now + RECHECK_INTERVAL_SECONDS
             if self.signals.reload:
                 self.signals.reload = False
                 self.reload()
