@@ -146,6 +146,10 @@ def _priority(record: Mapping[str, Any], action: str | None) -> int:
     level = _get(record, "log.level")
     if isinstance(level, str) and level.lower() in _LEVELS:
         return _LEVELS[level.lower()]
+    if _get(record, "event.kind") == "alert":
+        # A stretch of time or a process nobody watched (a crash's unwatched window, a session the
+        # kernel's map refused): a gap in the audit, which an operator must see.
+        return PRIORITY_ERR
     if action is not None:
         if action in _WARNING_ACTIONS or action.endswith(("-lost", "_lost", "warning")):
             return PRIORITY_WARNING

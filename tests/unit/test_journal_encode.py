@@ -136,8 +136,14 @@ def test_message_neutralises_bidi_and_invisible_characters() -> None:
 
 
 def test_priorities() -> None:
+    """events-lost is a warning, an alert (a gap in what was watched) an error, the rest info; an explicit
+    log.level wins."""
     assert journal_fields({"event": {"action": "events-lost"}})["PRIORITY"] == "4"
     assert journal_fields({"event": {"action": "daemon-start"}})["PRIORITY"] == "6"
+    alert = {"event": {"action": "session-not-watched", "kind": "alert"}}
+    assert journal_fields(alert)["PRIORITY"] == "3"
+    assert journal_fields({"event": {"action": "unwatched-window", "kind": "alert"}})["PRIORITY"] == "3"
+    assert journal_fields({"event": {"action": "unwatched-window", "kind": "event"}})["PRIORITY"] == "6"
     assert journal_fields({"event": {"action": "x"}, "log": {"level": "error"}})["PRIORITY"] == "3"
     assert journal_fields({"event": {"action": "x"}, "log": {"level": "warning"}})["PRIORITY"] == "4"
 
