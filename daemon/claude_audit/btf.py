@@ -1,4 +1,4 @@
-"""A small reader for the kernel's BTF, enough to find struct member offsets.
+"""A small reader for the kernel's BTF: struct member offsets, enum values, tracepoint prototypes.
 
 The BPF program must read kernel structs at the running kernel's offsets, and the only headers on these
 machines are for another kernel, so the daemon takes every offset it uses from /sys/kernel/btf/vmlinux.
@@ -92,6 +92,8 @@ class Btf:
         self._strs_end = self._strs_start + str_len
         self._types: list[_Type | None] = [None]  # type id 0 is void
         self._structs: dict[str, int] = {}
+        self._enums: dict[str, int] = {}
+        self._typedefs: dict[str, int] = {}
         self._parse(self._types_start, self._types_start + type_len)
 
     @classmethod
@@ -114,6 +116,10 @@ class Btf:
             if kind in (KIND_STRUCT, KIND_UNION) and name_off:
                 # The first definition wins: vmlinux holds one of each named struct.
                 self._structs.setdefault(self._name(name_off), type_id)
+            elif kind in (KIND_ENUM, KIND_ENUM64) and name_off:
+                self._enums.setdefault(self._name(name_off), type_id)
+            elif kind == KIND_TYPEDEF and name_off:
+                self._typedefs.setdefault(self._name(name_off), type_id)
             pos += 12 + trailer[0] + trailer[1] * vlen
 
     def _name(self, off: int) -> str:
@@ -165,70 +171,90 @@ class Btf:
                     return bit_off + inner
         return None
 
+    def enum_names(self, enum_name: str) -> frozenset[str]:
+        """The value names of a named enum (e.g. every helper in `bpf_func_id` this kernel has)."""
+        tid = self._enums.get(enum_name)
+        if tid is None:
+            raise BtfError(f"enum {enum_name} not found in BTF")
+        t = self._types[tid]
+        assert t is not None
+        step = 8 if t.kind == KIND_ENUM else 12
+        return frozenset(
+            self._name(struct.unpack_from("<I", self._data, t.data_off + step * i)[0]) for i in range(t.vlen)
+        )
+
+    def typedef_func_params(self, typedef_name: str) -> int:
+        """Parameter count of the function a typedef'd pointer points to.
+
+        The kernel declares each tracepoint's raw arguments as `typedef void (*btf_trace_<name>)(void *,
+        <TP_PROTO args>)`, so this tells which arguments a raw tracepoint gets on this kernel.
+        """
+        tid = self._typedefs.get(typedef_name)
+        if tid is None:
+            raise BtfError(f"{typedef_name} not found in BTF")
+        t = self._resolve(tid)
+        if t is not None and t.kind == KIND_PTR:
+            t = self._resolve(t.size_or_type)
+        if t is None or t.kind != KIND_FUNC_PROTO:
+            raise BtfError(f"{typedef_name} is not a function pointer")
+        return t.vlen
+
+
+@dataclass(frozen=True, slots=True)
+class KernelFact:
+    """One kernel struct fact the BPF program uses: its -D macro and where BTF has it."""
+
+    macro: str
+    struct_name: str
+    member: str | None  # None: the size of the struct
+
+
+# The one list of kernel struct layout the BPF program depends on; each row becomes -D<macro>=<bytes>.
+KERNEL_FACTS: tuple[KernelFact, ...] = (
+    KernelFact("OFF_TASK_PID", "task_struct", "pid"),
+    KernelFact("OFF_TASK_TGID", "task_struct", "tgid"),
+    KernelFact("OFF_TASK_REAL_PARENT", "task_struct", "real_parent"),
+    KernelFact("OFF_TASK_GROUP_LEADER", "task_struct", "group_leader"),
+    KernelFact("OFF_TASK_MM", "task_struct", "mm"),
+    KernelFact("OFF_TASK_START_BOOTTIME", "task_struct", "start_boottime"),
+    KernelFact("OFF_TASK_EXIT_CODE", "task_struct", "exit_code"),
+    KernelFact("OFF_TASK_SIGNAL", "task_struct", "signal"),
+    KernelFact("OFF_TASK_THREAD_PID", "task_struct", "thread_pid"),
+    KernelFact("OFF_SIGNAL_LIVE", "signal_struct", "live"),
+    KernelFact("OFF_MM_ARG_START", "mm_struct", "arg_start"),
+    KernelFact("OFF_MM_ARG_END", "mm_struct", "arg_end"),
+    KernelFact("OFF_BPRM_FILENAME", "linux_binprm", "filename"),
+    KernelFact("OFF_PID_LEVEL", "pid", "level"),
+    KernelFact("OFF_PID_NUMBERS", "pid", "numbers"),
+    KernelFact("SIZEOF_UPID", "upid", None),
+    KernelFact("OFF_UPID_NR", "upid", "nr"),
+    KernelFact("OFF_UPID_NS", "upid", "ns"),
+    KernelFact("OFF_PIDNS_NS", "pid_namespace", "ns"),
+    KernelFact("OFF_NS_COMMON_INUM", "ns_common", "inum"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class KernelOffsets:
-    """Every kernel struct offset the BPF program uses, as -D flags for its compilation."""
+    """The value of every KERNEL_FACTS row on one kernel, by macro name."""
 
-    task_pid: int
-    task_tgid: int
-    task_real_parent: int
-    task_group_leader: int
-    task_mm: int
-    task_start_boottime: int
-    task_exit_code: int
-    mm_arg_start: int
-    mm_arg_end: int
-    task_thread_pid: int
-    pid_level: int
-    pid_numbers: int
-    upid_size: int
-    upid_nr: int
-    upid_ns: int
-    pidns_ns: int
-    ns_common_inum: int
+    values: dict[str, int]
 
     @classmethod
     def from_btf(cls, btf: Btf) -> KernelOffsets:
-        """Look up each offset; raises BtfError naming the member that is missing."""
+        """Look up each fact; raises BtfError naming the first member this kernel lacks."""
         return cls(
-            task_pid=btf.member_offset("task_struct", "pid"),
-            task_tgid=btf.member_offset("task_struct", "tgid"),
-            task_real_parent=btf.member_offset("task_struct", "real_parent"),
-            task_group_leader=btf.member_offset("task_struct", "group_leader"),
-            task_mm=btf.member_offset("task_struct", "mm"),
-            task_start_boottime=btf.member_offset("task_struct", "start_boottime"),
-            task_exit_code=btf.member_offset("task_struct", "exit_code"),
-            mm_arg_start=btf.member_offset("mm_struct", "arg_start"),
-            mm_arg_end=btf.member_offset("mm_struct", "arg_end"),
-            task_thread_pid=btf.member_offset("task_struct", "thread_pid"),
-            pid_level=btf.member_offset("pid", "level"),
-            pid_numbers=btf.member_offset("pid", "numbers"),
-            upid_size=btf.struct_size("upid"),
-            upid_nr=btf.member_offset("upid", "nr"),
-            upid_ns=btf.member_offset("upid", "ns"),
-            pidns_ns=btf.member_offset("pid_namespace", "ns"),
-            ns_common_inum=btf.member_offset("ns_common", "inum"),
+            {
+                f.macro: btf.struct_size(f.struct_name)
+                if f.member is None
+                else btf.member_offset(f.struct_name, f.member)
+                for f in KERNEL_FACTS
+            }
         )
 
+    def __getitem__(self, macro: str) -> int:
+        return self.values[macro]
+
     def cflags(self) -> list[str]:
-        """The -DOFF_* compiler flags the BPF source expects."""
-        return [
-            f"-DOFF_TASK_PID={self.task_pid}",
-            f"-DOFF_TASK_TGID={self.task_tgid}",
-            f"-DOFF_TASK_REAL_PARENT={self.task_real_parent}",
-            f"-DOFF_TASK_GROUP_LEADER={self.task_group_leader}",
-            f"-DOFF_TASK_MM={self.task_mm}",
-            f"-DOFF_TASK_START_BOOTTIME={self.task_start_boottime}",
-            f"-DOFF_TASK_EXIT_CODE={self.task_exit_code}",
-            f"-DOFF_MM_ARG_START={self.mm_arg_start}",
-            f"-DOFF_MM_ARG_END={self.mm_arg_end}",
-            f"-DOFF_TASK_THREAD_PID={self.task_thread_pid}",
-            f"-DOFF_PID_LEVEL={self.pid_level}",
-            f"-DOFF_PID_NUMBERS={self.pid_numbers}",
-            f"-DSIZEOF_UPID={self.upid_size}",
-            f"-DOFF_UPID_NR={self.upid_nr}",
-            f"-DOFF_UPID_NS={self.upid_ns}",
-            f"-DOFF_PIDNS_NS={self.pidns_ns}",
-            f"-DOFF_NS_COMMON_INUM={self.ns_common_inum}",
-        ]
+        """The -D compiler flags the BPF source expects."""
+        return [f"-D{macro}={value}" for macro, value in self.values.items()]
