@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 
@@ -66,8 +67,7 @@ class BtfError(Exception):
     """The BTF data is malformed, or a requested type or member is not in it."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Type:
+class _Type(NamedTuple):
     kind: int
     name_off: int
     size_or_type: int
@@ -90,7 +90,10 @@ class Btf:
         self._types_start = hdr_len + type_off
         self._strs_start = hdr_len + str_off
         self._strs_end = self._strs_start + str_len
-        self._types: list[_Type | None] = [None]  # type id 0 is void
+        # Where each type's header starts, by type id (0 is void). vmlinux has ~130,000 types and the
+        # daemon walks them all at start: only positions are kept, headers are decoded when looked up
+        # (building an object per type made start-up 2-3x slower, which matters most under emulation).
+        self._type_pos: list[int] = [-1]
         self._structs: dict[str, int] = {}
         self._enums: dict[str, int] = {}
         self._typedefs: dict[str, int] = {}
@@ -103,24 +106,30 @@ class Btf:
 
     def _parse(self, pos: int, end: int) -> None:
         data = self._data
+        header = struct.Struct("<II").unpack_from
+        positions = self._type_pos
+        append = positions.append
+        named = {KIND_STRUCT: self._structs, KIND_UNION: self._structs, KIND_ENUM: self._enums}
+        named |= {KIND_ENUM64: self._enums, KIND_TYPEDEF: self._typedefs}
         while pos < end:
-            name_off, info, size_or_type = struct.unpack_from("<III", data, pos)
+            name_off, info = header(data, pos)
             kind = (info >> 24) & 0x1F
             vlen = info & 0xFFFF
             trailer = _TRAILER.get(kind)
             if trailer is None:
                 raise BtfError(f"unknown BTF kind {kind} at byte {pos}")
-            t = _Type(kind, name_off, size_or_type, vlen, bool(info >> 31), pos + 12)
-            type_id = len(self._types)
-            self._types.append(t)
-            if kind in (KIND_STRUCT, KIND_UNION) and name_off:
+            if name_off and kind in named:
                 # The first definition wins: vmlinux holds one of each named struct.
-                self._structs.setdefault(self._name(name_off), type_id)
-            elif kind in (KIND_ENUM, KIND_ENUM64) and name_off:
-                self._enums.setdefault(self._name(name_off), type_id)
-            elif kind == KIND_TYPEDEF and name_off:
-                self._typedefs.setdefault(self._name(name_off), type_id)
+                named[kind].setdefault(self._name(name_off), len(positions))
+            append(pos)
             pos += 12 + trailer[0] + trailer[1] * vlen
+
+    def _type(self, type_id: int) -> _Type | None:
+        pos = self._type_pos[type_id]
+        if pos < 0:
+            return None
+        name_off, info, size_or_type = struct.unpack_from("<III", self._data, pos)
+        return _Type((info >> 24) & 0x1F, name_off, size_or_type, info & 0xFFFF, info >= 0x80000000, pos + 12)
 
     def _name(self, off: int) -> str:
         start = self._strs_start + off
@@ -128,9 +137,9 @@ class Btf:
         return self._data[start:end].decode()
 
     def _resolve(self, type_id: int) -> _Type | None:
-        t = self._types[type_id]
+        t = self._type(type_id)
         while t is not None and t.kind in _ALIASES:
-            t = self._types[t.size_or_type]
+            t = self._type(t.size_or_type)
         return t
 
     def struct_size(self, struct_name: str) -> int:
@@ -138,7 +147,7 @@ class Btf:
         tid = self._structs.get(struct_name)
         if tid is None:
             raise BtfError(f"struct {struct_name} not found in BTF")
-        t = self._types[tid]
+        t = self._type(tid)
         assert t is not None
         return t.size_or_type
 
@@ -176,7 +185,7 @@ class Btf:
         tid = self._enums.get(enum_name)
         if tid is None:
             raise BtfError(f"enum {enum_name} not found in BTF")
-        t = self._types[tid]
+        t = self._type(tid)
         assert t is not None
         step = 8 if t.kind == KIND_ENUM else 12
         return frozenset(
