@@ -9,6 +9,9 @@ uptime_s() { cut -d' ' -f1 /proc/uptime; }
 echo "stage2_start=$(uptime_s)" >> "$out/timings.env"
 
 mkdir -p /dev/pts /dev/shm
+# devtmpfs lacks the links udev makes on a real system; tests write to /dev/stderr
+ln -sfn /proc/self/fd /dev/fd
+for i in 0:stdin 1:stdout 2:stderr; do ln -sfn "/proc/self/fd/${i%%:*}" "/dev/${i#*:}"; done
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
