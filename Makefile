@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup setup-test run test unit integration e2e lint bench deb clean
+.PHONY: setup setup-test run test unit integration e2e test-kernels lint bench deb clean
 
 setup:
 	scripts/setup-host.sh
@@ -27,6 +27,11 @@ integration: setup-test
 
 e2e: setup-test
 	$(PY) -m pytest tests/e2e
+
+# Boots Debian's 6.1, 6.1 PREEMPT_RT and 6.12 kernels under QEMU and runs the daemon's tests in each
+# (also part of `make test`). Kernel packages are cached in .kernel-cache/.
+test-kernels: setup-test
+	$(PY) -m pytest tests/kernels
 
 bench: setup-test
 	$(PY) bench/exec_storm.py

@@ -2,8 +2,10 @@
  *
  * Every kernel struct field is read at an offset the daemon computed from the running kernel's BTF and
  * passed as -DOFF_* (the only headers on these machines are for another kernel, so their struct layouts
- * must not be used). Tracepoint arguments are read by name: BCC builds `args` from the running kernel's
- * tracepoint format files. */
+ * must not be used). Every probe is a raw tracepoint: it gets the tracepoint's TP_PROTO arguments (task
+ * and binprm pointers, stable since 4.17 for these four), not the trace-event record, whose fields
+ * changed between releases (sched_process_exit.group_dead came in 2025, task_rename.pid left and came
+ * back), and raw tracepoints need no tracefs. */
 #include <linux/sched.h>
 #include "claude_audit.h"
 
@@ -340,8 +342,10 @@ static __always_inline int candidate_allowed(u32 tgid, u64 start_ticks) {
     return 1;
 }
 
-TRACEPOINT_PROBE(sched, sched_process_exec) {
-    void *task = (void *)bpf_get_current_task();
+/* TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm); p is current. */
+RAW_TRACEPOINT_PROBE(sched_process_exec) {
+    void *task = (void *)ctx->args[0];
+    const char *filename = task_ptr((void *)ctx->args[2], OFF_BPRM_FILENAME);
     u32 tgid = view_tgid(task);
     if (!tgid)
         return 0; /* outside the daemon's pid namespace */
@@ -378,7 +382,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
                 return 0;
             struct candidate_event *c = new_candidate(task, tgid, CANDIDATE_EXEC, comm);
             if (c) {
-                TP_DATA_LOC_READ_STR(c->filename, filename, sizeof(c->filename));
+                bpf_probe_read_kernel_str(c->filename, sizeof(c->filename), filename);
                 events.ringbuf_submit(c, 0);
             }
             root = tgid;
@@ -409,9 +413,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     e->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(e->comm, sizeof(e->comm));
 
-    /* __data_loc: the low 16 bits are the string's offset from the start of the record */
-    int n = bpf_probe_read_kernel_str(e->data, FILENAME_MAX_LEN,
-                                      (char *)args + (args->data_loc_filename & 0xFFFF));
+    int n = bpf_probe_read_kernel_str(e->data, FILENAME_MAX_LEN, filename);
     u32 fname_len = 0;
     if (n > 0) {
         fname_len = n - 1; /* without the NUL */
@@ -451,11 +453,13 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     return 0;
 }
 
-/* A node-based Claude Code (<= 2.0.x) becomes "claude" by renaming itself (process.title). */
-TRACEPOINT_PROBE(task, task_rename) {
-    if ((u32)args->pid != (u32)(bpf_get_current_pid_tgid() >> 32))
-        return 0; /* a thread renamed itself; only the process's leader name counts */
-    void *task = (void *)bpf_get_current_task();
+/* A node-based Claude Code (<= 2.0.x) becomes "claude" by renaming itself (process.title).
+ * TP_PROTO(struct task_struct *task, const char *comm), before the new comm is copied in. The task is
+ * not always current: writing /proc/PID/task/TID/comm renames another thread of the writer's process. */
+RAW_TRACEPOINT_PROBE(task_rename) {
+    void *task = (void *)ctx->args[0];
+    if (task_u32(task, OFF_TASK_PID) != task_u32(task, OFF_TASK_TGID))
+        return 0; /* a thread other than the leader was renamed; only the process's name counts */
     u32 tgid = view_tgid(task);
     if (!tgid)
         return 0;
@@ -463,7 +467,9 @@ TRACEPOINT_PROBE(task, task_rename) {
     if (live_root(tgid, start_ticks) || live_tracked(tgid, start_ticks))
         return 0; /* already watched: a descendant renaming itself stays in its session */
     char comm[COMM_LEN] = {};
-    bpf_probe_read_kernel(comm, sizeof(comm), args->newcomm);
+    /* a string (exec passes the path's basename, which may be shorter than COMM_LEN); the kernel
+     * keeps its first COMM_LEN - 1 bytes, and so does this read */
+    bpf_probe_read_kernel_str(comm, sizeof(comm), (const char *)ctx->args[1]);
     if (!comm_is_candidate(comm) || !candidate_allowed(tgid, start_ticks) ||
         !adopt_pending_root(tgid, start_ticks))
         return 0;
@@ -473,16 +479,33 @@ TRACEPOINT_PROBE(task, task_rename) {
     return 0;
 }
 
-TRACEPOINT_PROBE(sched, sched_process_exit) {
-    if (!args->group_dead)
+/* Whether the exiting thread ends its process. do_exit() decrements signal->live before the tracepoint,
+ * and since 2025 passes the result as a second argument (TP_PROTO(struct task_struct *p, bool
+ * group_dead)); the daemon finds out which from the kernel's BTF. On older kernels live == 0 is read
+ * instead: two last threads exiting at once can both see 0, so the caller must tolerate a second call
+ * for the same process (it does: only the one that removes the root's entry reports). */
+static __always_inline int exit_ends_process(struct bpf_raw_tracepoint_args *ctx, void *task) {
+#if EXIT_TP_HAS_GROUP_DEAD
+    return (u8)ctx->args[1] != 0;
+#else
+    void *signal = task_ptr(task, OFF_TASK_SIGNAL);
+    return signal && task_u32(signal, OFF_SIGNAL_LIVE) == 0;
+#endif
+}
+
+/* TP_PROTO(struct task_struct *p[, bool group_dead]); p is current, once per exiting thread. */
+RAW_TRACEPOINT_PROBE(sched_process_exit) {
+    void *task = (void *)ctx->args[0];
+    if (!exit_ends_process(ctx, task))
         return 0; /* other threads of the process live on */
-    void *task = (void *)bpf_get_current_task();
     u32 tgid = view_tgid(task);
     if (!tgid)
         return 0;
     u64 start_ticks = task_start_ticks(task);
     struct root_info *r = live_root(tgid, start_ticks);
-    if (r) {
+    /* Removing the entry decides who reports: of two threads racing here, one delete succeeds. A root
+     * is in one of the two maps (confirmed or pending), so at most one of the deletes can succeed. */
+    if (r && (target_pid_map.delete(&tgid) == 0 || pending_root_map.delete(&tgid) == 0)) {
         struct exit_event *x = events.ringbuf_reserve(sizeof(struct exit_event));
         if (x) {
             x->type = EVENT_EXIT;
@@ -495,8 +518,6 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
         } else {
             count(COUNTER_RING_LOST);
         }
-        target_pid_map.delete(&tgid);
-        pending_root_map.delete(&tgid);
     }
     tracked_map.delete(&tgid);
     return 0;

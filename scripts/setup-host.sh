@@ -9,13 +9,18 @@ cd "$(dirname "$0")/.."
 PKGS="python3-bpfcc python3-venv python3-pip linux-headers-amd64 bpftool"
 if [ "${WITH_TEST_DEPS:-0}" = 1 ]; then
   PKGS="$PKGS systemd systemd-journal-remote rsyslog auditd logrotate dpkg-dev util-linux"
+  # The kernel tier (tests/kernels) boots Debian's kernels under QEMU with a busybox initramfs.
+  PKGS="$PKGS qemu-system-x86 busybox-static cpio"
   # The real Claude Code CLI comes from the npm registry. Some images ship NodeSource's nodejs, which
   # bundles npm and conflicts with Debian's npm package: install Debian's only when there is none.
   command -v node >/dev/null || PKGS="$PKGS nodejs"
   command -v npm >/dev/null || PKGS="$PKGS npm"
 fi
+# One dpkg-query for all packages: this also runs in the kernel tier's emulated guests, where each
+# process start is costly.
+installed=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $PKGS 2>/dev/null | awk '$1 == "ii" {print $2}')
 missing=""
-for p in $PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"; done
+for p in $PKGS; do grep -qx "$p" <<< "$installed" || missing="$missing $p"; done
 if [ -n "$missing" ]; then
   echo "setup-host: installing$missing"
   apt-get update -qq

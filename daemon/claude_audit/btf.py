@@ -1,4 +1,4 @@
-"""A small reader for the kernel's BTF, enough to find struct member offsets.
+"""A small reader for the kernel's BTF: struct member offsets, enum values, tracepoint prototypes.
 
 The BPF program must read kernel structs at the running kernel's offsets, and the only headers on these
 machines are for another kernel, so the daemon takes every offset it uses from /sys/kernel/btf/vmlinux.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 
@@ -66,8 +67,7 @@ class BtfError(Exception):
     """The BTF data is malformed, or a requested type or member is not in it."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Type:
+class _Type(NamedTuple):
     kind: int
     name_off: int
     size_or_type: int
@@ -90,8 +90,13 @@ class Btf:
         self._types_start = hdr_len + type_off
         self._strs_start = hdr_len + str_off
         self._strs_end = self._strs_start + str_len
-        self._types: list[_Type | None] = [None]  # type id 0 is void
+        # Where each type's header starts, by type id (0 is void). vmlinux has ~130,000 types and the
+        # daemon walks them all at start: only positions are kept, headers are decoded when looked up
+        # (building an object per type made start-up 2-3x slower, which matters most under emulation).
+        self._type_pos: list[int] = [-1]
         self._structs: dict[str, int] = {}
+        self._enums: dict[str, int] = {}
+        self._typedefs: dict[str, int] = {}
         self._parse(self._types_start, self._types_start + type_len)
 
     @classmethod
@@ -101,20 +106,30 @@ class Btf:
 
     def _parse(self, pos: int, end: int) -> None:
         data = self._data
+        header = struct.Struct("<II").unpack_from
+        positions = self._type_pos
+        append = positions.append
+        named = {KIND_STRUCT: self._structs, KIND_UNION: self._structs, KIND_ENUM: self._enums}
+        named |= {KIND_ENUM64: self._enums, KIND_TYPEDEF: self._typedefs}
         while pos < end:
-            name_off, info, size_or_type = struct.unpack_from("<III", data, pos)
+            name_off, info = header(data, pos)
             kind = (info >> 24) & 0x1F
             vlen = info & 0xFFFF
             trailer = _TRAILER.get(kind)
             if trailer is None:
                 raise BtfError(f"unknown BTF kind {kind} at byte {pos}")
-            t = _Type(kind, name_off, size_or_type, vlen, bool(info >> 31), pos + 12)
-            type_id = len(self._types)
-            self._types.append(t)
-            if kind in (KIND_STRUCT, KIND_UNION) and name_off:
+            if name_off and kind in named:
                 # The first definition wins: vmlinux holds one of each named struct.
-                self._structs.setdefault(self._name(name_off), type_id)
+                named[kind].setdefault(self._name(name_off), len(positions))
+            append(pos)
             pos += 12 + trailer[0] + trailer[1] * vlen
+
+    def _type(self, type_id: int) -> _Type | None:
+        pos = self._type_pos[type_id]
+        if pos < 0:
+            return None
+        name_off, info, size_or_type = struct.unpack_from("<III", self._data, pos)
+        return _Type((info >> 24) & 0x1F, name_off, size_or_type, info & 0xFFFF, info >= 0x80000000, pos + 12)
 
     def _name(self, off: int) -> str:
         start = self._strs_start + off
@@ -122,9 +137,9 @@ class Btf:
         return self._data[start:end].decode()
 
     def _resolve(self, type_id: int) -> _Type | None:
-        t = self._types[type_id]
+        t = self._type(type_id)
         while t is not None and t.kind in _ALIASES:
-            t = self._types[t.size_or_type]
+            t = self._type(t.size_or_type)
         return t
 
     def struct_size(self, struct_name: str) -> int:
@@ -132,7 +147,7 @@ class Btf:
         tid = self._structs.get(struct_name)
         if tid is None:
             raise BtfError(f"struct {struct_name} not found in BTF")
-        t = self._types[tid]
+        t = self._type(tid)
         assert t is not None
         return t.size_or_type
 
@@ -165,70 +180,90 @@ class Btf:
                     return bit_off + inner
         return None
 
+    def enum_names(self, enum_name: str) -> frozenset[str]:
+        """The value names of a named enum (e.g. every helper in `bpf_func_id` this kernel has)."""
+        tid = self._enums.get(enum_name)
+        if tid is None:
+            raise BtfError(f"enum {enum_name} not found in BTF")
+        t = self._type(tid)
+        assert t is not None
+        step = 8 if t.kind == KIND_ENUM else 12
+        return frozenset(
+            self._name(struct.unpack_from("<I", self._data, t.data_off + step * i)[0]) for i in range(t.vlen)
+        )
+
+    def typedef_func_params(self, typedef_name: str) -> int:
+        """Parameter count of the function a typedef'd pointer points to.
+
+        The kernel declares each tracepoint's raw arguments as `typedef void (*btf_trace_<name>)(void *,
+        <TP_PROTO args>)`, so this tells which arguments a raw tracepoint gets on this kernel.
+        """
+        tid = self._typedefs.get(typedef_name)
+        if tid is None:
+            raise BtfError(f"{typedef_name} not found in BTF")
+        t = self._resolve(tid)
+        if t is not None and t.kind == KIND_PTR:
+            t = self._resolve(t.size_or_type)
+        if t is None or t.kind != KIND_FUNC_PROTO:
+            raise BtfError(f"{typedef_name} is not a function pointer")
+        return t.vlen
+
+
+@dataclass(frozen=True, slots=True)
+class KernelFact:
+    """One kernel struct fact the BPF program uses: its -D macro and where BTF has it."""
+
+    macro: str
+    struct_name: str
+    member: str | None  # None: the size of the struct
+
+
+# The one list of kernel struct layout the BPF program depends on; each row becomes -D<macro>=<bytes>.
+KERNEL_FACTS: tuple[KernelFact, ...] = (
+    KernelFact("OFF_TASK_PID", "task_struct", "pid"),
+    KernelFact("OFF_TASK_TGID", "task_struct", "tgid"),
+    KernelFact("OFF_TASK_REAL_PARENT", "task_struct", "real_parent"),
+    KernelFact("OFF_TASK_GROUP_LEADER", "task_struct", "group_leader"),
+    KernelFact("OFF_TASK_MM", "task_struct", "mm"),
+    KernelFact("OFF_TASK_START_BOOTTIME", "task_struct", "start_boottime"),
+    KernelFact("OFF_TASK_EXIT_CODE", "task_struct", "exit_code"),
+    KernelFact("OFF_TASK_SIGNAL", "task_struct", "signal"),
+    KernelFact("OFF_TASK_THREAD_PID", "task_struct", "thread_pid"),
+    KernelFact("OFF_SIGNAL_LIVE", "signal_struct", "live"),
+    KernelFact("OFF_MM_ARG_START", "mm_struct", "arg_start"),
+    KernelFact("OFF_MM_ARG_END", "mm_struct", "arg_end"),
+    KernelFact("OFF_BPRM_FILENAME", "linux_binprm", "filename"),
+    KernelFact("OFF_PID_LEVEL", "pid", "level"),
+    KernelFact("OFF_PID_NUMBERS", "pid", "numbers"),
+    KernelFact("SIZEOF_UPID", "upid", None),
+    KernelFact("OFF_UPID_NR", "upid", "nr"),
+    KernelFact("OFF_UPID_NS", "upid", "ns"),
+    KernelFact("OFF_PIDNS_NS", "pid_namespace", "ns"),
+    KernelFact("OFF_NS_COMMON_INUM", "ns_common", "inum"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class KernelOffsets:
-    """Every kernel struct offset the BPF program uses, as -D flags for its compilation."""
+    """The value of every KERNEL_FACTS row on one kernel, by macro name."""
 
-    task_pid: int
-    task_tgid: int
-    task_real_parent: int
-    task_group_leader: int
-    task_mm: int
-    task_start_boottime: int
-    task_exit_code: int
-    mm_arg_start: int
-    mm_arg_end: int
-    task_thread_pid: int
-    pid_level: int
-    pid_numbers: int
-    upid_size: int
-    upid_nr: int
-    upid_ns: int
-    pidns_ns: int
-    ns_common_inum: int
+    values: dict[str, int]
 
     @classmethod
     def from_btf(cls, btf: Btf) -> KernelOffsets:
-        """Look up each offset; raises BtfError naming the member that is missing."""
+        """Look up each fact; raises BtfError naming the first member this kernel lacks."""
         return cls(
-            task_pid=btf.member_offset("task_struct", "pid"),
-            task_tgid=btf.member_offset("task_struct", "tgid"),
-            task_real_parent=btf.member_offset("task_struct", "real_parent"),
-            task_group_leader=btf.member_offset("task_struct", "group_leader"),
-            task_mm=btf.member_offset("task_struct", "mm"),
-            task_start_boottime=btf.member_offset("task_struct", "start_boottime"),
-            task_exit_code=btf.member_offset("task_struct", "exit_code"),
-            mm_arg_start=btf.member_offset("mm_struct", "arg_start"),
-            mm_arg_end=btf.member_offset("mm_struct", "arg_end"),
-            task_thread_pid=btf.member_offset("task_struct", "thread_pid"),
-            pid_level=btf.member_offset("pid", "level"),
-            pid_numbers=btf.member_offset("pid", "numbers"),
-            upid_size=btf.struct_size("upid"),
-            upid_nr=btf.member_offset("upid", "nr"),
-            upid_ns=btf.member_offset("upid", "ns"),
-            pidns_ns=btf.member_offset("pid_namespace", "ns"),
-            ns_common_inum=btf.member_offset("ns_common", "inum"),
+            {
+                f.macro: btf.struct_size(f.struct_name)
+                if f.member is None
+                else btf.member_offset(f.struct_name, f.member)
+                for f in KERNEL_FACTS
+            }
         )
 
+    def __getitem__(self, macro: str) -> int:
+        return self.values[macro]
+
     def cflags(self) -> list[str]:
-        """The -DOFF_* compiler flags the BPF source expects."""
-        return [
-            f"-DOFF_TASK_PID={self.task_pid}",
-            f"-DOFF_TASK_TGID={self.task_tgid}",
-            f"-DOFF_TASK_REAL_PARENT={self.task_real_parent}",
-            f"-DOFF_TASK_GROUP_LEADER={self.task_group_leader}",
-            f"-DOFF_TASK_MM={self.task_mm}",
-            f"-DOFF_TASK_START_BOOTTIME={self.task_start_boottime}",
-            f"-DOFF_TASK_EXIT_CODE={self.task_exit_code}",
-            f"-DOFF_MM_ARG_START={self.mm_arg_start}",
-            f"-DOFF_MM_ARG_END={self.mm_arg_end}",
-            f"-DOFF_TASK_THREAD_PID={self.task_thread_pid}",
-            f"-DOFF_PID_LEVEL={self.pid_level}",
-            f"-DOFF_PID_NUMBERS={self.pid_numbers}",
-            f"-DSIZEOF_UPID={self.upid_size}",
-            f"-DOFF_UPID_NR={self.upid_nr}",
-            f"-DOFF_UPID_NS={self.upid_ns}",
-            f"-DOFF_PIDNS_NS={self.pidns_ns}",
-            f"-DOFF_NS_COMMON_INUM={self.ns_common_inum}",
-        ]
+        """The -D compiler flags the BPF source expects."""
+        return [f"-D{macro}={value}" for macro, value in self.values.items()]

@@ -81,14 +81,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_doctor(_args: argparse.Namespace) -> int:
     """Say what the host is missing for the daemon to run, and how to fix it."""
-    from .doctor import problems
+    from .doctor import checks
 
-    found = problems()
-    for p in found:
-        print(f"[{'FAIL' if p.fatal else 'warn'}] {p.what}\n       fix: {p.fix}")
-    if not found:
-        print("all checks passed: root, BTF, tracefs, kernel headers, bcc")
-    return EX_UNAVAILABLE if any(p.fatal for p in found) else EX_OK
+    found = checks()
+    for c in found:
+        mark = "ok" if c.ok else ("FAIL" if c.fatal else "warn")
+        print(f"[{mark}] {c.name}: {c.what}" + ("" if c.ok else f"\n       fix: {c.fix}"))
+    failed = [c for c in found if not c.ok and c.fatal]
+    print(f"{len(failed)} of {len(found)} checks failed" if failed else "all checks passed")
+    return EX_UNAVAILABLE if failed else EX_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -269,6 +269,7 @@ class Daemon:
                 config_path=str(self.config_path) if self.config_path else None,
                 sessions=found,
                 probes=list(PROBES),
+                kernel=self.sensor.kernel_facts(),
             )
         )
         if previous is not None:

@@ -206,15 +206,19 @@ def daemon_started(
     config_path: str | None,
     sessions: int,
     probes: list[str],
+    kernel: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Record that the daemon started: its version, pid, config, sessions found and probes attached.
 
-    `config_path` None (running on defaults, no file) leaves `claude_audit.config_path` out.
+    `config_path` None (running on defaults, no file) leaves `claude_audit.config_path` out. `kernel`
+    (release, and how this kernel's differences were handled) goes to `claude_audit.kernel`.
     """
     details: dict[str, Any] = {"daemon_pid": pid}
     if config_path is not None:
         details["config_path"] = config_path
     details |= {"sessions": sessions, "probes": list(probes)}
+    if kernel is not None:
+        details["kernel"] = dict(kernel)
     rec = _lifecycle(now_ns, host, seq, "daemon-started", type_="start", details=details)
     rec["service"] = {"name": "claude-audit", "version": version}
     return rec

@@ -10,6 +10,7 @@ import collections
 import contextlib
 import ctypes
 import os
+import platform
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,14 +18,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import bpf_layout as L
-from .btf import Btf, KernelOffsets
+from .btf import Btf
+from .kernel import TRACEPOINTS, KernelSupport, kernel_support
 
-PROBES = (
-    "raw_tracepoint:sched_process_fork",
-    "tracepoint:sched:sched_process_exec",
-    "tracepoint:sched:sched_process_exit",
-    "tracepoint:task:task_rename",
-)
+# Raw tracepoints only: their arguments (TP_PROTO) are stable across the supported kernels, where the
+# trace-event formats are not, and they need no tracefs (see the BPF source).
+PROBES = tuple(f"raw_tracepoint:{tp}" for tp in TRACEPOINTS)
 
 
 class SensorError(Exception):
@@ -142,13 +141,18 @@ class Sensor:
         self.settings = settings
         self.queue = queue
         try:
-            offsets = KernelOffsets.from_btf(btf or Btf.load())
+            self.kernel: KernelSupport = kernel_support(btf or Btf.load())
         except (OSError, ValueError) as exc:
             raise SensorError(f"cannot read kernel BTF: {exc}") from exc
+        if self.kernel.missing:
+            raise SensorError(
+                f"kernel {platform.release()} lacks what the BPF program needs: "
+                + "; ".join(self.kernel.missing)
+            )
         pages = max(1, settings.ring_buffer_bytes // os.sysconf("SC_PAGE_SIZE"))
         src = settings.bpf_dir / "claude_audit.bpf.c"
         cflags = [
-            *offsets.cflags(),
+            *self.kernel.cflags(),
             f"-I{settings.bpf_dir}",
             f"-DARGS_MAX={settings.argv_max_bytes}",
             f"-DFILENAME_MAX_LEN={settings.filename_max_bytes}",
@@ -165,7 +169,7 @@ class Sensor:
             self.bpf: Any = BPF(src_file=str(src).encode(), cflags=cflags)
         except Exception as exc:  # bcc raises bare Exception on compile/load failure
             raise SensorError(f"cannot load {src}: {exc}") from exc
-        self.attached = list(PROBES)  # TRACEPOINT_PROBE/RAW_TRACEPOINT_PROBE attach at load
+        self.attached = list(PROBES)  # RAW_TRACEPOINT_PROBE programs attach at load
         self.roots = self.bpf[b"target_pid_map"]
         self.pending_roots = self.bpf[b"pending_root_map"]
         self.rejected = self.bpf[b"rejected_map"]
@@ -179,6 +183,10 @@ class Sensor:
         for name in settings.candidate_comms:
             comms[L.CommKey(name.encode()[: L.COMM_LEN - 1])] = ctypes.c_uint8(1)
         self.bpf[b"events"].open_ring_buffer(self._on_event)
+
+    def kernel_facts(self) -> dict[str, str]:
+        """What the daemon-started record says about the kernel: its release and what differs by kernel."""
+        return {"release": platform.release(), "exit_detection": self.kernel.exit_detection}
 
     def _on_event(self, _ctx: Any, data: Any, size: int) -> None:
         # Only copy the bytes and queue them: everything else happens in the main loop.

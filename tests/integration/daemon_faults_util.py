@@ -147,7 +147,8 @@ def daemon(base: Path, cfg: Path, log: Path, *, expect_rc: tuple[int, ...] = (0,
             lambda rs: any(
                 r["event"]["action"] == "daemon-started" and r["claude_audit"]["daemon_pid"] == proc.pid
                 for r in rs
-            )
+            ),
+            600,  # the kernel tier runs this under emulation, where the BPF compile alone takes minutes
         )
         yield d
     finally:

@@ -59,12 +59,28 @@ class Collector:
                 self.pump(20)
 
 
+def wait_sleeping(pid: int, timeout: float = 60.0) -> None:
+    """Wait until pid sleeps (S), which a new program does only once its exec is complete.
+
+    Popen returns when exec closes the child's close-on-exec pipe, before the kernel's
+    sched_process_exec tracepoint fires: a root added in that window would see its own exec.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            if f.read().rsplit(b")", 1)[1].split()[0] == b"S":
+                return
+        time.sleep(0.002)
+    raise AssertionError(f"process {pid} never went to sleep waiting for its go")
+
+
 @contextmanager
 def watched_root(sensor: Sensor, script: str | list[str], env: dict[str, str] | None = None) -> Iterator[int]:
     """A bash process made a session root before it runs `script` (it waits on stdin for the go)."""
     argv = ["/bin/bash", "-c", f"read -r _go; {script}"] if isinstance(script, str) else script
     p = subprocess.Popen(argv, stdin=subprocess.PIPE, env=env or dict(os.environ))
     try:
+        wait_sleeping(p.pid)
         sensor.add_root(p.pid, start_ticks(p.pid))
         assert p.stdin is not None
         p.stdin.write(b"go\n")

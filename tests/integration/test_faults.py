@@ -263,7 +263,7 @@ def test_ring_overflow_loss_is_exact(tmp_path: Path) -> None:
         capture="ring_buffer_bytes = 65536\nargv_max_bytes = 512\nfilename_max_bytes = 64",
         only_fake=True,
     )
-    n = 2000
+    n = 1000  # over twice what the 64 KiB ring holds (~450 records of this size): loss is certain
     done = tmp_path / "burst-done"
     with (
         daemon(tmp_path, cfg, log) as d,
@@ -273,7 +273,8 @@ def test_ring_overflow_loss_is_exact(tmp_path: Path) -> None:
         d.proc.send_signal(signal.SIGSTOP)  # nobody drains the ring during the burst
         try:
             s.go()
-            wait_until(lambda: True if done.exists() else None, 120)
+            # minutes under emulation (the kernel tier), about a second here
+            wait_until(lambda: True if done.exists() else None, 900)
         finally:
             d.proc.send_signal(signal.SIGCONT)
         s.go()

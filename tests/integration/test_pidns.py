@@ -26,10 +26,11 @@ def test_sensor_in_child_pid_namespace_reports_namespace_pids() -> None:
             str(HERE / "pidns_probe.py"),
         ],
         env=env,
-        check=True,
+        check=False,
         capture_output=True,
-        timeout=120,
+        timeout=600,  # the kernel tier runs this under emulation, where the BPF compile alone takes minutes
     )
+    assert out.returncode == 0, out.stderr.decode(errors="replace")[-3000:]
     seen = json.loads(out.stdout.splitlines()[-1])
     assert seen["view_inum"] != 0  # it knew it was not in the initial namespace
     assert seen["my_pid"] == 1  # the probe is the namespace's init: pids there are small

@@ -11,7 +11,7 @@ from processes import exec_storm
 from sensor_util import Collector, watched_root
 
 from claude_audit import bpf_layout
-from claude_audit.events import ExitEvent
+from claude_audit.events import CandidateEvent, ExitEvent
 from claude_audit.sensor import Sensor
 
 
@@ -179,3 +179,62 @@ def test_session_exit_reported_when_a_worker_thread_exits_last(sensor: Sensor, c
         pass
     collector.settle()
     assert any(isinstance(e, ExitEvent) and e.pid == root for e in collector.events)
+
+
+def test_session_exit_reported_once_when_many_threads_exit_together(
+    sensor: Sensor, collector: Collector
+) -> None:
+    """exit_group with many threads ends the session once, with its code, whichever thread is last.
+
+    On kernels without the tracepoint's group_dead argument two threads can both see the process's
+    live-thread count at 0; the kernel side must still report the root's exit exactly once.
+    """
+    code = (
+        "import os, sys, threading\n"
+        "sys.stdin.readline()\n"
+        "go = threading.Barrier(17)\n"
+        "for _ in range(16): threading.Thread(target=lambda: (go.wait(), os._exit(7))).start()\n"
+        "go.wait(); os._exit(7)\n"
+    )
+    roots = []
+    for _ in range(10):
+        with watched_root(sensor, ["/usr/bin/python3", "-c", code]) as root:
+            roots.append(root)
+    collector.settle()
+    for root in roots:
+        exits = [e for e in collector.events if isinstance(e, ExitEvent) and e.pid == root]
+        assert len(exits) == 1, f"root {root}: {len(exits)} exit events"
+        assert os.waitstatus_to_exitcode(exits[0].exit_code) == 7
+
+
+def _rename_leader_from(code: str, collector: Collector, sensor: Sensor) -> list[CandidateEvent]:
+    """Run python `code` (which renames something to "claude"), return the candidates naming its pid."""
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code])
+    try:
+        p.wait(timeout=60)
+        collector.settle()
+        return [e for e in collector.events if isinstance(e, CandidateEvent) and e.pid == p.pid]
+    finally:
+        sensor.remove_root(p.pid)  # a candidate is adopted as a pending root; no daemon here to reject it
+
+
+def test_leader_renamed_by_another_thread_is_a_candidate(sensor: Sensor, collector: Collector) -> None:
+    """Writing the leader's /proc comm from a worker thread (the renamed task is not current) is seen."""
+    code = (
+        "import os, threading\n"
+        "def rename():\n"
+        "    with open(f'/proc/self/task/{os.getpid()}/comm', 'w') as f: f.write('claude')\n"
+        "t = threading.Thread(target=rename); t.start(); t.join()\n"
+    )
+    cands = _rename_leader_from(code, collector, sensor)
+    assert [(c.reason, c.comm) for c in cands] == [("rename", b"claude")]
+
+
+def test_worker_thread_renamed_is_not_a_candidate(sensor: Sensor, collector: Collector) -> None:
+    """A worker thread naming itself "claude" does not make its process a session candidate."""
+    code = (
+        "import ctypes, threading\n"
+        "libc = ctypes.CDLL(None)\n"
+        "t = threading.Thread(target=lambda: libc.prctl(15, b'claude', 0, 0, 0)); t.start(); t.join()\n"
+    )
+    assert _rename_leader_from(code, collector, sensor) == []

@@ -6,49 +6,23 @@ import struct
 from pathlib import Path
 
 import pytest
+from btf_builder import Builder
 
-from claude_audit.btf import KIND_INT, KIND_PTR, KIND_STRUCT, KIND_UNION, Btf, BtfError, KernelOffsets
-
-
-class _Builder:
-    """Builds a tiny BTF blob by hand, the way the kernel lays it out."""
-
-    def __init__(self) -> None:
-        self.types = b""
-        self.strs = b"\0"
-        self.count = 0
-
-    def name(self, s: str) -> int:
-        if not s:
-            return 0
-        off = len(self.strs)
-        self.strs += s.encode() + b"\0"
-        return off
-
-    def add(
-        self,
-        kind: int,
-        name: str,
-        size_or_type: int,
-        *,
-        members: tuple[tuple[str, int, int], ...] | list[tuple[str, int, int]] = (),
-        extra: bytes = b"",
-        kind_flag: bool = False,
-    ) -> int:
-        info = (kind << 24) | len(members) | (1 << 31 if kind_flag else 0)
-        self.types += struct.pack("<III", self.name(name), info, size_or_type) + extra
-        for mname, mtype, bits in members:
-            self.types += struct.pack("<III", self.name(mname), mtype, bits)
-        self.count += 1
-        return self.count
-
-    def blob(self) -> bytes:
-        hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(self.types), len(self.types), len(self.strs))
-        return hdr + self.types + self.strs
+from claude_audit.btf import (
+    KERNEL_FACTS,
+    KIND_INT,
+    KIND_PTR,
+    KIND_STRUCT,
+    KIND_TYPEDEF,
+    KIND_UNION,
+    Btf,
+    BtfError,
+    KernelOffsets,
+)
 
 
 def _sample() -> bytes:
-    b = _Builder()
+    b = Builder()
     u64 = b.add(KIND_INT, "u64", 8, extra=struct.pack("<I", 64))
     ptr = b.add(KIND_PTR, "", u64)
     inner = b.add(KIND_STRUCT, "", 16, members=[("arg_start", u64, 0), ("arg_end", u64, 64)])
@@ -96,6 +70,40 @@ def test_struct_size() -> None:
     assert Btf(_sample()).struct_size("mm_struct") == 40
 
 
+def test_enum_names() -> None:
+    """enum_names lists a named enum's value names; an unknown enum is named in the error."""
+    b = Builder()
+    b.enum("bpf_map_type", ["BPF_MAP_TYPE_HASH", "BPF_MAP_TYPE_RINGBUF"])
+    btf = Btf(b.blob())
+    assert btf.enum_names("bpf_map_type") == {"BPF_MAP_TYPE_HASH", "BPF_MAP_TYPE_RINGBUF"}
+    with pytest.raises(BtfError, match="enum bpf_func_id"):
+        btf.enum_names("bpf_func_id")
+
+
+def test_typedef_func_params() -> None:
+    """A tracepoint's btf_trace_* typedef gives its parameter count through the pointer to its prototype."""
+    b = Builder()
+    u64 = b.add(KIND_INT, "u64", 8, extra=struct.pack("<I", 64))
+    proto = b.func_proto([u64, u64, u64])
+    b.add(KIND_TYPEDEF, "btf_trace_sched_process_exit", b.add(KIND_PTR, "", proto))
+    b.add(KIND_TYPEDEF, "not_a_function", u64)
+    btf = Btf(b.blob())
+    assert btf.typedef_func_params("btf_trace_sched_process_exit") == 3
+    with pytest.raises(BtfError, match="not a function"):
+        btf.typedef_func_params("not_a_function")
+    with pytest.raises(BtfError, match="btf_trace_nope"):
+        btf.typedef_func_params("btf_trace_nope")
+
+
+def test_enum_kind_is_parsed_with_its_entries() -> None:
+    """Enum entries (8 bytes each) are skipped correctly, so types after an enum are still found."""
+    b = Builder()
+    b.enum("e", ["A", "B", "C"])
+    u64 = b.add(KIND_INT, "u64", 8, extra=struct.pack("<I", 64))
+    b.add(KIND_STRUCT, "after", 8, members=[("x", u64, 0)])
+    assert Btf(b.blob()).struct_size("after") == 8
+
+
 def test_running_kernel_offsets_are_plausible() -> None:
     """On the running kernel every offset the BPF program needs is found, in a sane order."""
     vmlinux = Path("/sys/kernel/btf/vmlinux")
@@ -104,8 +112,15 @@ def test_running_kernel_offsets_are_plausible() -> None:
     btf = Btf.load(vmlinux)
     off = KernelOffsets.from_btf(btf)
     size = btf.struct_size("task_struct")
-    for value in (off.task_pid, off.task_tgid, off.task_real_parent, off.task_mm, off.task_start_boottime):
-        assert 0 < value < size
-    assert off.task_tgid == off.task_pid + 4  # pid_t pid; pid_t tgid; adjacent since 2.6
-    assert off.mm_arg_end == off.mm_arg_start + 8
-    assert all(f.startswith("-D") and "=" in f for f in off.cflags())
+    for macro in ("OFF_TASK_PID", "OFF_TASK_TGID", "OFF_TASK_REAL_PARENT", "OFF_TASK_MM", "OFF_TASK_SIGNAL"):
+        assert 0 < off[macro] < size
+    assert off["OFF_TASK_TGID"] == off["OFF_TASK_PID"] + 4  # pid_t pid; pid_t tgid; adjacent since 2.6
+    assert off["OFF_MM_ARG_END"] == off["OFF_MM_ARG_START"] + 8
+    assert off.cflags() == [f"-D{f.macro}={off[f.macro]}" for f in KERNEL_FACTS]
+
+
+def test_every_kernel_fact_is_used_by_the_bpf_source() -> None:
+    """The table and the BPF source agree: each -D macro the daemon passes is read by the program."""
+    src = (Path(__file__).parents[2] / "bpf" / "claude_audit.bpf.c").read_text()
+    unused = [f.macro for f in KERNEL_FACTS if f.macro not in src]
+    assert unused == []

@@ -241,6 +241,15 @@ def test_daemon_started() -> None:
     }
 
 
+def test_daemon_started_states_the_kernel() -> None:
+    """The kernel's release and how its differences were handled go to claude_audit.kernel."""
+    kernel = {"release": "6.1.0-56-amd64", "exit_detection": "task->signal->live at sched_process_exit"}
+    rec = daemon_started(
+        T0, HOST, 1, version="0.1.0", pid=99, config_path=None, sessions=0, probes=[], kernel=kernel
+    )
+    assert rec["claude_audit"]["kernel"] == kernel
+
+
 def test_daemon_started_without_config_file() -> None:
     """Running on defaults (no config file) leaves config_path out rather than writing null."""
     rec = daemon_started(T0, HOST, 1, version="0.1.0", pid=99, config_path=None, sessions=0, probes=[])
