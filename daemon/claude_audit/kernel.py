@@ -40,7 +40,13 @@ HELPERS: dict[str, str] = {
     "ktime_get_boot_ns": "5.8",
 }
 
-MAP_TYPES: dict[str, str] = {"HASH": "3.19", "ARRAY": "3.19", "PERCPU_ARRAY": "4.6", "RINGBUF": "5.8"}
+MAP_TYPES: dict[str, str] = {
+    "HASH": "3.19",
+    "LRU_HASH": "4.10",
+    "ARRAY": "3.19",
+    "PERCPU_ARRAY": "4.6",
+    "RINGBUF": "5.8",
+}
 PROG_TYPES: dict[str, str] = {"RAW_TRACEPOINT": "4.17"}
 
 # sched_process_exit gained `bool group_dead` in 2025; before that, group death is read from the task.
