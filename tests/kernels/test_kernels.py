@@ -2,7 +2,7 @@
 integration tests that matter across kernels and real Claude Code sessions (guest/test_on_this_kernel.py).
 
 Each guest compiles the BPF program four times (the integration sensor fixture, the pid-namespace test,
-the ring-loss daemon and the session daemon), about 25 s each under TCG; see README "Kernels".
+the ring-loss daemon and the session daemon), 40-70 s each under TCG here; see README "Kernels".
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 from guest_vm import CACHE, KERNELS, GuestRun, KernelSpec, run_guest
@@ -67,16 +69,40 @@ def _record_timings(run: GuestRun) -> dict[str, float | str]:
     return row
 
 
-@pytest.mark.timeout(GUEST_TEST_TIMEOUT + 600)
-@pytest.mark.parametrize("kernel", KERNELS, ids=[k.name for k in KERNELS])
-def test_daemon_on_kernel(kernel: KernelSpec, record_property: pytest.RecordProperty) -> None:
-    """Boot the kernel; in it, the daemon starts, records every exec of the workloads, and the guest's
-    tests all pass. A failure names the kernel, the tests that failed in it and the guest's logs."""
+def _boot(kernel: KernelSpec) -> GuestRun:
     # Kept after the run (replaced by the next one) for a look at the guest's logs.
     work = CACHE / "runs" / kernel.name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    run = run_guest(kernel, work, GUEST_TESTS, test_timeout=GUEST_TEST_TIMEOUT, expect=kernel.exit_detection)
+    return run_guest(kernel, work, GUEST_TESTS, test_timeout=GUEST_TEST_TIMEOUT, expect=kernel.exit_detection)
+
+
+@pytest.fixture(scope="module")
+def guests(request: pytest.FixtureRequest) -> Iterator[dict[str, Future[GuestRun]]]:
+    """Every selected kernel's guest, all booted at once.
+
+    An emulated guest leaves much of the host's two cores idle (it waits on 9p and on its own
+    timers), so three side by side took about as long as the slowest alone (measured: see README).
+    """
+    selected = {
+        item.callspec.params["kernel"].name
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and hasattr(item, "callspec")
+        and "kernel" in item.callspec.params
+    }
+    with ThreadPoolExecutor(max_workers=len(KERNELS)) as pool:
+        yield {k.name: pool.submit(_boot, k) for k in KERNELS if k.name in selected}
+
+
+@pytest.mark.timeout(GUEST_TEST_TIMEOUT + 900)
+@pytest.mark.parametrize("kernel", KERNELS, ids=[k.name for k in KERNELS])
+def test_daemon_on_kernel(
+    kernel: KernelSpec, guests: dict[str, Future[GuestRun]], record_property: pytest.RecordProperty
+) -> None:
+    """Boot the kernel; in it, the daemon starts, records every exec of the workloads, and the guest's
+    tests all pass. A failure names the kernel, the tests that failed in it and the guest's logs."""
+    run = guests[kernel.name].result()
     for k, v in _record_timings(run).items():
         record_property(k, v)
     cases = run.junit_cases()
