@@ -17,8 +17,9 @@ if [ "${WITH_TEST_DEPS:-0}" = 1 ]; then
   command -v npm >/dev/null || PKGS="$PKGS npm"
 fi
 # One dpkg-query for all packages: this also runs in the kernel tier's emulated guests, where each
-# process start is costly.
-installed=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $PKGS 2>/dev/null | awk '$1 == "ii" {print $2}')
+# process start is costly. It exits 1 when any package is unknown or purged (a fresh machine): that is
+# an answer here, not an error, so pipefail must not see it.
+installed=$({ dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $PKGS 2>/dev/null || true; } | awk '$1 == "ii" {print $2}')
 missing=""
 for p in $PKGS; do grep -qx "$p" <<< "$installed" || missing="$missing $p"; done
 if [ -n "$missing" ]; then
