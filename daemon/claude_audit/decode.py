@@ -33,10 +33,12 @@ class DecodeError(ValueError):
 
 
 def split_argv(area: bytes) -> list[bytes]:
-    """Split the raw argv area (NUL-terminated strings, back to back) into arguments.
+    """Split an argv area (NUL-terminated strings, back to back) into arguments: the kernel's capture or
+    a /proc cmdline (the one splitter for both).
 
-    The area ends with the last argument's NUL; a truncated area ends mid-argument and its last, partial
-    argument is kept. Empty arguments ("") are real and kept.
+    The area ends with the last argument's NUL; a truncated area, or a cmdline a process rewrote (node's
+    title), may end mid-argument without one, and its last, partial argument is kept. Empty arguments
+    ("") are real and kept.
     """
     if not area:
         return []

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Final
 
 from .bounded import parse_uint
+from .decode import split_argv
 
 DELETED_SUFFIX = b" (deleted)"
 """What the kernel appends to /proc/<pid>/exe's target when the executable was unlinked."""
@@ -142,19 +143,10 @@ class ProcInfo:
     @property
     def argv(self) -> list[bytes]:
         """cmdline split at NULs, without the empty element a trailing NUL leaves."""
-        return split_cmdline(self.cmdline)
+        return split_argv(self.cmdline)
 
     def __repr__(self) -> str:
         return f"ProcInfo(pid={self.pid}, ppid={self.ppid}, comm={self.comm!r}, exe={self.exe!r})"
-
-
-def split_cmdline(data: bytes) -> list[bytes]:
-    """Split a /proc cmdline into argv; a missing final NUL (rewritten titles) is tolerated."""
-    if not data:
-        return []
-    if data.endswith(b"\0"):
-        data = data[:-1]
-    return data.split(b"\0")
 
 
 def _number(field: bytes, what: str) -> int:

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from claude_audit.decode import split_argv
 from claude_audit.origin import classify_origin, extract_command, is_tool_wrapper
-from claude_audit.procfs import split_cmdline
 
 CWD_FILE = b"/tmp/claude-3f2a-cwd"
 SNAPSHOT = b"/root/.claude/shell-snapshots/snapshot-bash-1795572670068-k2j4x1.sh"
@@ -370,7 +370,7 @@ def test_captured_wrappers_give_the_commands(version: str) -> None:
     """Real wrappers' argv give back the exact commands the fake API sent (2.0.77's pipe rewrite aside)."""
     tree = capture(version)
     for i, pid in enumerate(tree["bash_tool_wrappers"]):
-        argv = split_cmdline(proc_file(version, pid, "cmdline"))
+        argv = split_argv(proc_file(version, pid, "cmdline"))
         expected = tree["commands"][i].encode()
         if version == "2.0.77" and i == 2:
             # 2.0.x puts `< /dev/null` after a pipeline's first command; the shell ran the rewritten text.
@@ -380,7 +380,7 @@ def test_captured_wrappers_give_the_commands(version: str) -> None:
 
 def test_captured_21_quotes_with_double_quote_joins() -> None:
     """The real 2.1.331 joins single-quoted parts with '"'"' (FIELD_NOTES says '\\''): both are read."""
-    argv = split_cmdline(proc_file("2.1.331", capture("2.1.331")["bash_tool_wrappers"][1], "cmdline"))
+    argv = split_argv(proc_file("2.1.331", capture("2.1.331")["bash_tool_wrappers"][1], "cmdline"))
     assert b"'\"'\"'" in argv[-1]
 
 
@@ -394,7 +394,7 @@ def test_captured_origins_of_direct_children(version: str) -> None:
         exe = proc_file(version, pid, "exe.txt")
         if p["ppid"] != root or exe == root_exe:
             continue  # node's children caught between fork and exec show the parent's image: not an exec
-        argv = split_cmdline(proc_file(version, pid, "cmdline"))
+        argv = split_argv(proc_file(version, pid, "cmdline"))
         got = classify_origin(argv, exe, parent_is_root=True, claude_exe=root_exe)
         expected = {"bash_tool_wrapper": "tool", "shell_snapshot": "internal", "other": "internal"}[p["role"]]
         assert (pid, got) == (pid, expected)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from claude_audit.decode import split_argv
 from claude_audit.procfs import (
     CMDLINE_HEAD,
     CMDLINE_MAX,
@@ -25,7 +26,6 @@ from claude_audit.procfs import (
     parse_environ,
     parse_stat,
     parse_status_ids,
-    split_cmdline,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -141,11 +141,11 @@ def test_parse_environ_from_capture() -> None:
 def test_split_cmdline_padding_and_no_trailing_nul() -> None:
     """process.title's NUL padding gives empty elements; a title without a final NUL is kept whole."""
     padded = (HOST / str(NODE_TITLE) / "cmdline").read_bytes()
-    argv = split_cmdline(padded)
+    argv = split_argv(padded)
     assert argv[0] == b"claude"
     assert set(argv[1:]) == {b""}
-    assert split_cmdline(b"claude --x") == [b"claude --x"]
-    assert split_cmdline(b"") == []
+    assert split_argv(b"claude --x") == [b"claude --x"]
+    assert split_argv(b"") == []
 
 
 # -- ProcFS over a fake /proc ---------------------------------------------------------------------
