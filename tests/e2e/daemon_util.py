@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jsonl import read_records
 from processes import terminate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,9 +30,7 @@ class RunningDaemon:
 
     def records(self) -> list[dict[str, Any]]:
         """Every record in the current log file, parsed (the test fails on a line that is not JSON)."""
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_bytes().splitlines()]
+        return read_records(self.log, writer_stopped=self.proc.poll() is not None)
 
     def wait_for(self, pred: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Wait until pred(records) is true; returns the records."""

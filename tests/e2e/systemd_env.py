@@ -15,7 +15,6 @@ not exist before boot are removed (empty ones only) at teardown.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -27,6 +26,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from jsonl import read_records
 
 TARGET = "claude-e2e.target"
 TARGET_UNIT = """[Unit]
@@ -313,7 +314,4 @@ def wait_until(what: str, pred: Any, timeout: float = 30.0, every: float = 0.2) 
 
 def read_log(env: SystemdEnv, inside: str = AUDIT_LOG) -> list[dict[str, Any]]:
     """Every record of the audit log inside the booted system (none if it does not exist yet)."""
-    path = env.path(inside)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_bytes().splitlines()]
+    return read_records(env.path(inside))

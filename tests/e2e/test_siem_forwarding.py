@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from claude_cli import NATIVE_VERSION, install_claude
 from fake_api import FakeAnthropicAPI, tag_prompt
+from jsonl import read_records
 from systemd_env import (
     AUDIT_LOG,
     SystemdEnv,
@@ -134,7 +135,7 @@ def test_forwarding_from_doc(receivers: tuple[Receiver, Receiver]) -> None:
         log = wait_until(
             "session-ended in the log",
             lambda: (
-                (rs := [json.loads(x) for x in env.path(AUDIT_LOG).read_bytes().splitlines()])
+                (rs := read_records(env.path(AUDIT_LOG)))
                 and any(r["event"]["action"] == "session-ended" for r in rs)
                 and rs
             ),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jsonl import read_records
 from processes import kill, terminate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,12 +86,7 @@ class Daemon:
 
     def records(self) -> Records:
         """Every record in the current log file (the test fails on any line that is not JSON)."""
-        try:
-            data = self.log.read_bytes()
-        except FileNotFoundError:
-            return []
-        assert not data or data.endswith(b"\n"), "log ends mid-line"
-        return [json.loads(line) for line in data.splitlines()]
+        return read_records(self.log, writer_stopped=not self.alive())
 
     def stderr(self) -> str:
         """What the daemon logged so far."""

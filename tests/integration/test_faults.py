@@ -37,6 +37,7 @@ from daemon_faults_util import (
     wait_until,
 )
 from journald_env import journald_env
+from jsonl import read_records
 
 pytestmark = [pytest.mark.root]
 
@@ -352,7 +353,7 @@ def test_daemon_runs_no_program_of_its_own(tmp_path: Path, sensor: object) -> No
             d_recs: list[dict[str, object]] = []
 
             def seen() -> bool | None:
-                d_recs[:] = [json.loads(x) for x in log.read_bytes().splitlines()]
+                d_recs[:] = read_records(log)
                 return True if ["/bin/true", "c"] in args_of(d_recs, s.pid) else None
 
             s.go()
