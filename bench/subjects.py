@@ -74,6 +74,10 @@ class AuditDaemon:
     dirpath: Path
     watched_glob: str
     flush_interval: float | None = None
+    journal_socket: Path | None = None
+    """journald's socket to send to (a private journald); None: [journal] enabled = false."""
+    daemon_dir: Path = REPO / "daemon"
+    """The claude_audit package's parent: another checkout's, to measure an older version side by side."""
     proc: subprocess.Popen[bytes] | None = None
     stderr_path: Path = field(init=False)
 
@@ -92,12 +96,16 @@ class AuditDaemon:
         cfg.write_text(
             f'[audit_log]\npath = "{self.log}"\n{flush}'
             f'[daemon]\nruntime_dir = "{self.dirpath}/run"\nstate_dir = "{self.dirpath}/state"\n'
-            f"[journal]\nenabled = false\n"
-            f'[discovery]\nexecutable_globs = ["{self.watched_glob}"]\n'
+            + (
+                f'[journal]\nsocket_path = "{self.journal_socket}"\n'
+                if self.journal_socket
+                else "[journal]\nenabled = false\n"
+            )
+            + f'[discovery]\nexecutable_globs = ["{self.watched_glob}"]\n'
         )
         cfg.chmod(0o600)
         self.stderr_path = self.dirpath / "daemon.stderr"
-        env = dict(os.environ, PYTHONPATH=str(REPO / "daemon"))
+        env = dict(os.environ, PYTHONPATH=str(self.daemon_dir))
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 [str(PY), "-m", "claude_audit", "run", "--config", str(cfg)], env=env, stderr=err
@@ -173,8 +181,18 @@ class AuditDaemon:
 
 
 @contextlib.contextmanager
-def audit_daemon(tmp: Path, name: str, watched: Path, flush_interval: float | None) -> Iterator[AuditDaemon]:
-    d = AuditDaemon(tmp / name, str(watched), flush_interval)
+def audit_daemon(
+    tmp: Path,
+    name: str,
+    watched: Path,
+    flush_interval: float | None,
+    *,
+    journal_socket: Path | None = None,
+    daemon_dir: Path = REPO / "daemon",
+) -> Iterator[AuditDaemon]:
+    d = AuditDaemon(
+        tmp / name, str(watched), flush_interval, journal_socket=journal_socket, daemon_dir=daemon_dir
+    )
     try:
         d.start()
         yield d

@@ -443,10 +443,13 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
     u64 size = __builtin_offsetof(struct exec_event, data) + fname_len + len;
     if (size > sizeof(struct exec_event))
         size = sizeof(struct exec_event);
-    /* Waking the daemon for every exec would cost it a poll round per record. It collects the ring on
-     * its own every poll interval (daemon.poll_interval_seconds, 20 ms by default), so exec records
-     * never wake it; session triggers and exits still do. */
-    if (events.ringbuf_output(e, size, BPF_RB_NO_WAKEUP) != 0)
+    /* Adaptive notification (flags 0): the kernel wakes the reader only when this record is the first
+     * the reader has not taken, i.e. the ring was empty. An idle daemon then sleeps until a record
+     * arrives; while records flow it takes the ring in batches every poll interval without waiting on
+     * it, so the wake-ups the batches' first records make find nobody waiting (see Daemon.collect).
+     * bpf_ringbuf_query could wake it past a fill threshold too, but BCC 0.26 gives no map pointer to
+     * pass it, and a 16 MiB ring read every 20 ms cannot fill. */
+    if (events.ringbuf_output(e, size, 0) != 0)
         count(COUNTER_RING_LOST);
     else
         count(COUNTER_EXECS_SEEN);

@@ -5,8 +5,9 @@
 
 Order at start (as Tetragon does): attach probes, then scan /proc and seed sessions, then write the
 daemon-started record and tell systemd READY=1, so nothing that runs after READY can be missed. Signal
-handlers only set flags; the loop polls the ring with a timeout so it can also flush the log, rescan,
-re-check candidates, sweep ended sessions, report losses and ping the watchdog on time.
+handlers only set flags (a signal ends the wait at once); the loop waits on the ring until a record
+arrives or the earliest timer is due (flush, rescan, candidate re-check, sweep, loss report, status,
+heartbeat, watchdog), so an idle daemon hardly wakes.
 
 Only a clean stop (SIGTERM/SIGINT) writes daemon-stopped and a clean-stop heartbeat. Any unexpected
 exception is a crash: what was already taken from the ring is counted as lost, what was already made a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import os
 import socket
 import time
@@ -46,9 +48,14 @@ log = structlog.get_logger("claude_audit")
 EX_SOFTWARE = 70
 """Exit status of a crash (sysexits: internal software error), so systemd's Restart=on-failure acts."""
 RECHECK_INTERVAL_SECONDS = 0.1
-"""How often undecided candidates are looked at again in /proc. Not every poll: under a flood of
-look-alikes (each user may have the kernel adopt 20 a second) a recheck per 20 ms poll would re-read
-/proc for every one of them 50 times a second."""
+"""How often undecided candidates are looked at again in /proc while any are pending. Not every batch:
+under a flood of look-alikes (each user may have the kernel adopt 20 a second) a recheck per 20 ms batch
+would re-read /proc for every one of them 50 times a second."""
+IDLE_TICK_SECONDS = 2.0
+"""The tick's interval while no record arrives: heartbeat (so a crash's unwatched window starts at most
+this long before the crash), status file and loss report. While records flow it is the flush interval."""
+MAX_WAIT_SECONDS = 60.0
+"""Longest single wait, whatever the timers say (a bound, not a knob)."""
 SWEEP_INTERVAL_SECONDS = 10.0
 """How often ended sessions, idle invocations and rejected candidates are looked at for eviction."""
 
@@ -91,6 +98,8 @@ class Daemon:
         self.in_flight: collections.deque[bytes] = collections.deque()
         """Raw records taken from the ring and not yet handled (counted as lost if the daemon crashes)."""
         self.started_ns = 0
+        self.status_changed = False
+        """A session was found or ended: the status file says so at once, not at the next idle tick."""
 
     # -- the pipeline ---------------------------------------------------------------------------------
     def publish(self, outcomes: Iterable[Outcome]) -> None:
@@ -103,6 +112,8 @@ class Daemon:
             rec = render(o, self.host, self.out.next_seq(), _now_ns())
             if rec is not None:
                 self.out.emit(rec)
+            if isinstance(o, SessionFound | SessionEnded | NotWatched):
+                self.status_changed = True
             if isinstance(o, SessionFound):
                 s = o.session
                 log.info("session found", pid=s.pid, how=s.how, reason=s.reason, seeded=o.seeded)
@@ -123,15 +134,6 @@ class Daemon:
             log.warning("undecodable record", error=str(exc))
             return
         self.publish(self.tracker.on_event(ev))
-
-    def loop_once(self, timeout_ms: int) -> None:
-        """Poll the ring once and handle what arrived."""
-        assert self.sensor is not None
-        self.sensor.poll(timeout_ms)
-        self.in_flight = collections.deque(self.queue.drain())
-        while self.in_flight:
-            self.handle_raw(self.in_flight[0])
-            self.in_flight.popleft()  # only once handled: a record that raised is counted by crash()
 
     def scan(self, how: str) -> int:
         """Adopt Claude Code processes not watched yet; returns how many."""
@@ -294,6 +296,7 @@ class Daemon:
 
     def tick_status(self) -> None:
         """Status file and systemd status line."""
+        self.status_changed = False
         write_status(self.config.daemon.runtime_dir, self.status())
         self.notifier.notify(f"STATUS={self.status_text()}")
 
@@ -313,23 +316,64 @@ class Daemon:
         self.stop()
         return 0
 
+    def collect(self, busy: bool, wait_s: float) -> None:
+        """Take what the kernel reported: wait for the ring, or pace a batch while records flow.
+
+        Exec records wake the daemon only when they are the first in an empty ring (the BPF ring's
+        adaptive notification), so an idle daemon sleeps until a record or its next timer. While records
+        flow it does not wait on the ring (each batch's first record would wake it again) but sleeps
+        `poll_interval_seconds` and takes the whole batch: that interval bounds latency and sets the
+        batch size.
+        """
+        assert self.sensor is not None
+        if busy:
+            time.sleep(min(self.config.daemon.poll_interval_seconds, wait_s))
+            self.sensor.consume()
+        else:
+            self.sensor.poll(max(1, math.ceil(wait_s * 1000)))
+
+    def handle_queued(self) -> int:
+        """Handle every record taken from the ring; returns how many."""
+        self.in_flight = collections.deque(self.queue.drain())
+        n = len(self.in_flight)
+        while self.in_flight:
+            self.handle_raw(self.in_flight[0])
+            self.in_flight.popleft()  # only once handled: a record that raised is counted by crash()
+        return n
+
     def main_loop(self) -> None:
-        """Poll, handle, write and tick until asked to stop."""
+        """Wait, handle, write and run what is due, until asked to stop.
+
+        Every periodic task has its own timer and the loop sleeps until the earliest one is due or the
+        kernel reports something, so an idle daemon wakes a few times a second at most: the tick
+        (losses, flush, heartbeat, status) runs every flush interval while records flow and every
+        IDLE_TICK_SECONDS otherwise, the watchdog at its own interval, candidates are rechecked only
+        while some are pending.
+        """
         assert self.out is not None and self.tracker is not None
         flush_every = self.config.audit_log.flush_interval_seconds
         watchdog_every = self.notifier.watchdog_interval()
-        next_scan = time.monotonic() + self.config.discovery.scan_interval_seconds
-        next_sweep = time.monotonic() + SWEEP_INTERVAL_SECONDS
-        next_tick = next_recheck = 0.0
-        timeout_ms = max(1, int(min(self.config.daemon.poll_interval_seconds, watchdog_every or 1.0) * 1000))
+        now = time.monotonic()
+        next_scan = now + self.config.discovery.scan_interval_seconds
+        next_sweep = now + SWEEP_INTERVAL_SECONDS
+        next_tick = now + flush_every
+        next_watchdog = now if watchdog_every else math.inf
+        next_recheck = now
+        written_at_tick = self.out.records_written
+        busy = False
         while not self.signals.stop:
-            self.loop_once(timeout_ms)
+            now = time.monotonic()
+            due = min(next_scan, next_sweep, next_tick, next_watchdog)
+            if len(self.tracker.candidates):
+                due = min(due, next_recheck)
+            self.collect(busy, min(max(0.0, due - now), MAX_WAIT_SECONDS))
+            busy = self.handle_queued() > 0
             if self.out.queued_lines:
                 # Records reach the file as soon as they are decoded, not at the next tick: the tick
-                # only paces status, loss reports and the watchdog.
+                # only paces status, loss reports and the heartbeat.
                 self.out.write_queued()
             now = time.monotonic()
-            if now >= next_recheck:
+            if now >= next_recheck and len(self.tracker.candidates):
                 self.publish(self.tracker.recheck())
                 next_recheck = now + RECHECK_INTERVAL_SECONDS
             if self.signals.reload:
@@ -341,23 +385,24 @@ class Daemon:
             if now >= next_sweep:
                 self.tracker.sweep()
                 next_sweep = now + SWEEP_INTERVAL_SECONDS
-            if now >= next_tick:
+            if now >= next_tick or self.status_changed:
                 self.report_losses()
                 self.out.flush()
                 heartbeat.write(self.config.daemon.state_dir, _now_ns())
                 self.tick_status()
+                active = busy or self.out.records_written != written_at_tick
+                written_at_tick = self.out.records_written
+                next_tick = now + (flush_every if active else max(flush_every, IDLE_TICK_SECONDS))
+            if now >= next_watchdog:
                 self.notifier.notify("WATCHDOG=1")
-                next_tick = now + flush_every
+                next_watchdog = now + (watchdog_every or math.inf)
 
     def stop(self) -> None:
         """Clean stop: drain what the kernel already reported, settle candidates, write daemon-stopped."""
         assert self.out is not None and self.tracker is not None and self.sensor is not None
         self.notifier.notify("STOPPING=1")
         self.sensor.consume()
-        self.in_flight = collections.deque(self.queue.drain())
-        while self.in_flight:
-            self.handle_raw(self.in_flight[0])
-            self.in_flight.popleft()
+        self.handle_queued()
         self.publish(self.tracker.settle())
         self.report_losses()
         out = self.out
