@@ -1,6 +1,6 @@
 #!/bin/bash
 # Builds dist/claude-audit_<version>_all.deb with dpkg-deb. The wheel of claude-audit and wheels of
-# its PyPI dependencies (pydantic, structlog, sdnotify and theirs) are vendored into
+# its PyPI dependencies (pydantic, structlog, sdnotify, orjson and theirs) are vendored into
 # /usr/share/claude-audit/wheels, so installing needs no network: postinst makes a venv at
 # /usr/lib/claude-audit (--system-site-packages, to see Debian's python3-bpfcc) from them.
 set -euo pipefail
@@ -19,8 +19,8 @@ mkdir -p "$wheels" "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$r
 .venv/bin/pip wheel -q --no-deps -w "$wheels" .
 .venv/bin/pip download -q -d "$wheels" --only-binary=:all: --python-version 3.11 \
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --implementation cp \
-  "pydantic>=2.5,<3" "structlog>=23.1" "sdnotify>=0.3.2" 2>/dev/null \
-  || .venv/bin/pip download -q -d "$wheels" "pydantic>=2.5,<3" "structlog>=23.1" "sdnotify>=0.3.2"
+  "pydantic>=2.5,<3" "structlog>=23.1" "sdnotify>=0.3.2" "orjson>=3.9" 2>/dev/null \
+  || .venv/bin/pip download -q -d "$wheels" "pydantic>=2.5,<3" "structlog>=23.1" "sdnotify>=0.3.2" "orjson>=3.9"
 # sdnotify is sdist-only on PyPI: turn any sdist into a wheel so install is pure wheel.
 for sd in "$wheels"/*.tar.gz; do
   [ -e "$sd" ] || continue

@@ -18,6 +18,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+import orjson
+
 REPLACEMENT: Final = "\ufffd"
 
 # surrogateescape maps each undecodable byte to one lone surrogate U+DC80..U+DCFF, which gives the
@@ -108,10 +110,43 @@ def dumps_line(record: Mapping[str, Any]) -> bytes:
     only byte below 0x20 in the result is the final newline and no raw ESC, C1 control or bidi override
     can reach a terminal. NaN and infinities are refused (ValueError): they are not JSON.
     """
+    try:
+        # orjson writes what json.dumps(ensure_ascii=False, compact) writes, C0 escapes included, about
+        # ten times faster. It refuses what it cannot write exactly (lone surrogates, integers beyond
+        # 64 bits, non-string keys), and writes NaN and infinities as null: those records take the
+        # standard library's path, which escapes or refuses them as before. So do floats that orjson
+        # writes with a one-digit exponent (5e-8, where Python writes 5e-08): the same number, other bytes.
+        data = orjson.dumps(record)
+    except TypeError:
+        data = b"null"
+    if b"null" in data or _has_short_exponent(data):
+        return _dumps_line_stdlib(record)
+    # The unsafe characters can occur only inside JSON strings (the compact syntax around them is ASCII)
+    # and inside a string \\uXXXX denotes the same character, so escaping them afterwards keeps the value.
+    # orjson has escaped the C0 controls already, so every one left is DEL or above.
+    if not data.isascii() or b"\x7f" in data:
+        return _sub_unsafe(data.decode("utf-8"), _json_escape).encode("utf-8") + b"\n"
+    return data + b"\n"
+
+
+def _is_digit_at(data: bytes, i: int) -> bool:
+    return 0 <= i < len(data) and 0x30 <= data[i] <= 0x39
+
+
+def _has_short_exponent(data: bytes) -> bool:
+    # A digit, e, a sign, one digit and no more: how orjson writes 5e-8. Found with bytes.find, which is
+    # ten times faster than a regular expression here; "e-" is common in text, a float rare.
+    for sign in (b"e-", b"e+"):
+        i = data.find(sign)
+        while i != -1:
+            if _is_digit_at(data, i - 1) and _is_digit_at(data, i + 2) and not _is_digit_at(data, i + 3):
+                return True
+            i = data.find(sign, i + 2)
+    return False
+
+
+def _dumps_line_stdlib(record: Mapping[str, Any]) -> bytes:
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    # Those characters can occur only inside JSON strings (the compact syntax around them is ASCII), and
-    # inside a string \uXXXX denotes the same character, so escaping them here keeps the value intact.
-    # json.dumps has escaped the C0 controls already, so every one left is DEL or above.
     if not text.isascii() or "\x7f" in text:
         text = _sub_unsafe(text, _json_escape)
     return text.encode("utf-8") + b"\n"

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from claude_audit.textenc import b64, dumps_line, neutralise, text_field
+from claude_audit.textenc import _dumps_line_stdlib, b64, dumps_line, neutralise, text_field
 
 # Every code point, lone surrogates included: records are built from text_field output, but the line
 # encoder must stay safe whatever text reaches it.
@@ -88,6 +88,27 @@ def test_dumps_line_is_one_safe_line(record: dict[str, Any]) -> None:
     text = line.decode("utf-8")
     assert not any(0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029" for c in text)
     assert json.loads(text) == record
+
+
+@given(records)
+def test_dumps_line_fast_path_writes_the_standard_librarys_bytes(record: dict[str, Any]) -> None:
+    """The fast encoder (orjson) and the standard library's give the same bytes for every record: the
+    speed-up changes nothing a reader of the log can see (escapes, separators, numbers, key order)."""
+    assert dumps_line(record) == _dumps_line_stdlib(record)
+
+
+def test_dumps_line_refuses_infinity_and_takes_big_integers_and_surrogates() -> None:
+    """What the fast encoder cannot write exactly is written (or refused) as the standard library does."""
+    with pytest.raises(ValueError, match="JSON"):
+        dumps_line({"x": [1, {"y": float("inf")}]})
+    assert dumps_line({"n": 2**70}) == b'{"n":1180591620717411303424}\n'
+    assert dumps_line({"s": "a\ud800"}) == b'{"s":"a\\ud800"}\n'
+    assert dumps_line({"s": "nullable", "v": None}) == b'{"s":"nullable","v":null}\n'
+    # orjson would write 6e-8 and 1e+16 with one exponent digit where Python writes two
+    for f in (5.960464477539063e-08, 1e16, 1.5e-300, 2e22):
+        assert dumps_line({"f": f, "s": "pre-commit 1e-5 e+"}) == _dumps_line_stdlib(
+            {"f": f, "s": "pre-commit 1e-5 e+"}
+        )
 
 
 @given(st.binary())
