@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 from typing import TypeVar
 
@@ -19,7 +20,6 @@ from .bpf_layout import (
     TRACK_RECOVERED,
     TRACK_SEEDED,
     CandidateEventRaw,
-    ExecEventHeader,
     ExitEventRaw,
 )
 from .events import CandidateEvent, ExecEvent, ExitEvent, TrackFlag
@@ -87,43 +87,79 @@ def _struct_from(cls: type[_S], raw: bytes) -> _S:
     return cls.from_buffer_copy(raw[: ctypes.sizeof(cls)])
 
 
+# struct exec_event's header as one precompiled template: one unpack per record instead of a ctypes
+# copy and a Python object per field (the layout is ExecEventHeader's; a unit test holds them equal).
+_EXEC_HEADER = struct.Struct("<8I5Q4I16s")
+
+
+@functools.lru_cache(maxsize=64)
+def _exec_flags(flags: int) -> tuple[TrackFlag, frozenset[str], bool, bool]:
+    # A handful of flag combinations ever occur: their decoded form is computed once each.
+    track = TrackFlag.PENDING_ROOT if flags & TRACK_PENDING_ROOT else TrackFlag.NONE
+    quality: set[str] = set()
+    if flags & TRACK_SEEDED:
+        quality.add("seeded_from_proc")
+    if flags & TRACK_RECOVERED:
+        quality.add("tracking_recovered")
+    if flags & EXEC_ARGS_UNREADABLE:
+        quality.add("args_unreadable")
+    if flags & EXEC_IS_ROOT:
+        quality.add("session_root")
+    return (
+        track,
+        frozenset(quality),
+        bool(flags & EXEC_ARGS_TRUNCATED),
+        bool(flags & EXEC_FILENAME_TRUNCATED),
+    )
+
+
 def _decode_exec(raw: bytes, boot_to_wall_ns: int) -> ExecEvent:
-    h = _struct_from(ExecEventHeader, raw)
-    end_name = EXEC_DATA_OFFSET + h.filename_len
-    end_args = end_name + h.args_len
+    if len(raw) < EXEC_DATA_OFFSET:
+        raise DecodeError(f"ExecEventHeader: {len(raw)} bytes, need {EXEC_DATA_OFFSET}")
+    (
+        _,
+        pid,
+        tid,
+        ppid,
+        uid,
+        gid,
+        root,
+        invocation,
+        boot_ns,
+        start_ticks,
+        root_start_ticks,
+        invocation_start_ticks,
+        cgroup_id,
+        flags,
+        filename_len,
+        args_len,
+        args_orig_len,
+        comm,
+    ) = _EXEC_HEADER.unpack_from(raw)
+    end_name = EXEC_DATA_OFFSET + filename_len
+    end_args = end_name + args_len
     if end_args > len(raw):
         raise DecodeError(f"exec record of {len(raw)} bytes claims {end_args}")
-    track = TrackFlag.NONE
-    if h.flags & TRACK_PENDING_ROOT:
-        track |= TrackFlag.PENDING_ROOT
-    quality: set[str] = set()
-    if h.flags & TRACK_SEEDED:
-        quality.add("seeded_from_proc")
-    if h.flags & TRACK_RECOVERED:
-        quality.add("tracking_recovered")
-    if h.flags & EXEC_ARGS_UNREADABLE:
-        quality.add("args_unreadable")
-    if h.flags & EXEC_IS_ROOT:
-        quality.add("session_root")
+    track, quality, args_truncated, filename_truncated = _exec_flags(flags)
     return ExecEvent(
-        wall_time_ns=h.boot_ns + boot_to_wall_ns,
-        pid=h.pid,
-        tid=h.tid,
-        ppid=h.ppid,
-        uid=h.uid,
-        gid=h.gid,
-        session_root=h.root,
-        root_start_ticks=h.root_start_ticks,
-        invocation=h.invocation,
-        invocation_start_ticks=h.invocation_start_ticks,
-        start_ticks=h.start_ticks,
-        cgroup_id=h.cgroup_id,
-        comm=_cstr(bytes(h.comm)),
+        wall_time_ns=boot_ns + boot_to_wall_ns,
+        pid=pid,
+        tid=tid,
+        ppid=ppid,
+        uid=uid,
+        gid=gid,
+        session_root=root,
+        root_start_ticks=root_start_ticks,
+        invocation=invocation,
+        invocation_start_ticks=invocation_start_ticks,
+        start_ticks=start_ticks,
+        cgroup_id=cgroup_id,
+        comm=_cstr(comm),
         filename=raw[EXEC_DATA_OFFSET:end_name],
         argv=split_argv(raw[end_name:end_args]),
-        args_truncated=bool(h.flags & EXEC_ARGS_TRUNCATED),
-        args_original_len=h.args_orig_len,
-        filename_truncated=bool(h.flags & EXEC_FILENAME_TRUNCATED),
+        args_truncated=args_truncated,
+        args_original_len=args_orig_len,
+        filename_truncated=filename_truncated,
         track_flags=track,
-        data_flags=frozenset(quality),
+        data_flags=quality,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import ctypes
 import errno
 import fcntl
 import functools
@@ -43,6 +44,69 @@ _NAME_BAD = re.compile(r"[^A-Z0-9_]")
 
 _SEALS: Final = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
 
+BATCH_MAX: Final = 256
+"""Datagrams handed to the kernel in one sendmmsg call (a bound on the preallocated headers)."""
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_char_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [
+        ("msg_name", ctypes.c_void_p),
+        ("msg_namelen", ctypes.c_uint32),
+        ("msg_iov", ctypes.POINTER(_Iovec)),
+        ("msg_iovlen", ctypes.c_size_t),
+        ("msg_control", ctypes.c_void_p),
+        ("msg_controllen", ctypes.c_size_t),
+        ("msg_flags", ctypes.c_int),
+    ]
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
+
+
+class _SockaddrUn(ctypes.Structure):
+    _fields_ = [("sun_family", ctypes.c_ushort), ("sun_path", ctypes.c_char * 108)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_sendmmsg = _libc.sendmmsg
+_sendmmsg.argtypes = [ctypes.c_int, ctypes.POINTER(_Mmsghdr), ctypes.c_uint, ctypes.c_int]
+_sendmmsg.restype = ctypes.c_int
+
+
+class _Batch:
+    """Preallocated sendmmsg headers, all addressed to one socket path; only the payloads change per call."""
+
+    def __init__(self, path: bytes) -> None:
+        if len(path) >= 108:
+            raise OSError(errno.ENAMETOOLONG, "journald socket path too long", path)
+        self.addr = _SockaddrUn(socket.AF_UNIX, path)
+        self.iovs = (_Iovec * BATCH_MAX)()
+        self.msgs = (_Mmsghdr * BATCH_MAX)()
+        namelen = _SockaddrUn.sun_path.offset + len(path) + 1
+        for i in range(BATCH_MAX):
+            h = self.msgs[i].msg_hdr
+            h.msg_name = ctypes.addressof(self.addr)
+            h.msg_namelen = namelen
+            h.msg_iov = ctypes.pointer(self.iovs[i])
+            h.msg_iovlen = 1
+
+    def send(self, fd: int, payloads: list[bytes]) -> tuple[int, int]:
+        """Send up to BATCH_MAX payloads; (how many the kernel took, errno of the first it refused or 0)."""
+        iovs = self.iovs
+        for i, p in enumerate(payloads):
+            iovs[i].iov_base = p
+            iovs[i].iov_len = len(p)
+        n = _sendmmsg(fd, self.msgs, len(payloads), socket.MSG_DONTWAIT)
+        err = ctypes.get_errno() if n < 0 else 0
+        for i in range(len(payloads)):
+            iovs[i].iov_base = None  # drop the references to the payloads
+        return max(n, 0), err
+
 
 def normalise_field_name(name: str) -> str:
     """Return `name` as a valid journald field name, or raise ValueError if nothing valid remains.
@@ -64,21 +128,27 @@ def _field_key(name: str) -> bytes:
     return normalise_field_name(name).encode("ascii")
 
 
+_U64: Final = struct.Struct("<Q")
+
+
 def encode_entry(fields: Mapping[str, str | bytes]) -> bytes:
     """Encode one journal entry as a native-protocol payload.
 
     Values without a newline are written `KEY=value\\n`; values with one use the binary-safe form
     `KEY\\n<little-endian u64 length><bytes>\\n`. Field names are normalised (`normalise_field_name`).
     """
-    out = bytearray()
+    parts: list[bytes] = []
     for name, value in fields.items():
         key = _field_key(name)
-        data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
-        if b"\n" in data:
-            out += key + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+        if isinstance(value, str):
+            data = value.encode("utf-8", "surrogateescape")
         else:
-            out += key + b"=" + data + b"\n"
-    return bytes(out)
+            data = value if type(value) is bytes else bytes(value)
+        if b"\n" in data:
+            parts += (key, b"\n", _U64.pack(len(data)), data, b"\n")
+        else:
+            parts += (key, b"=", data, b"\n")
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -258,6 +328,9 @@ class JournalSink:
         self.memfd_sent = 0
         self.dropped_busy = 0
         """Records dropped because journald's socket queue was full (journald slow or stopped)."""
+        self.pending: list[bytes] = []
+        """Entries queued by `queue` for the next `flush`, encoded."""
+        self._batch: _Batch | None = None
         self._sock: socket.socket | None = None
         self._retry_at = 0.0
         self._warned = False
@@ -287,30 +360,97 @@ class JournalSink:
 
     # -- sending
     def send(self, fields: Mapping[str, str | bytes]) -> bool:
-        """Send one entry. Returns True if journald accepted it."""
+        """Send one entry now. Returns True if journald accepted it."""
         if self._unavailable and self._clock() < self._retry_at:
             self.failed += 1
             return False
-        payload = encode_entry(fields)
+        sent = self.sent
+        self._send_one(encode_entry(fields))
+        return self.sent > sent
+
+    def queue(self, fields: Mapping[str, str | bytes]) -> None:
+        """Encode one entry for the next `flush` (the daemon flushes once per batch of records)."""
+        self.pending.append(encode_entry(fields))
+        if len(self.pending) >= BATCH_MAX:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send every queued entry: one sendmmsg per BATCH_MAX datagrams, never blocking.
+
+        What the socket cannot take at once is dropped and counted in `dropped_busy` (and `failed`), as
+        with `send`; an entry too large for a datagram goes as a sealed memfd.
+        """
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        if self._unavailable and self._clock() < self._retry_at:
+            self.failed += len(pending)
+            return
+        try:
+            if self._batch is None:
+                self._batch = _Batch(os.fsencode(self.socket_path))
+            fd = self._socket().fileno()
+        except OSError as err:
+            self.failed += len(pending)
+            log.debug("journald send failed", error=str(err))
+            return
+        i = 0
+        while i < len(pending):
+            if len(pending[i]) > self.datagram_max:
+                self._send_one(pending[i])
+                i += 1
+                continue
+            chunk: list[bytes] = []
+            for p in pending[i : i + BATCH_MAX]:
+                if len(p) > self.datagram_max:
+                    break
+                chunk.append(p)
+            took, refused = self._batch.send(fd, chunk)
+            self._accepted(took)
+            i += took
+            if refused == 0:
+                continue
+            if refused in (errno.EAGAIN, errno.EWOULDBLOCK):
+                self._busy(len(pending) - i)
+                return
+            # The first refused entry: a size the kernel will not take as a datagram goes by memfd;
+            # anything else is handled (and counted) as a single send would be.
+            self._send_one(pending[i])
+            i += 1
+            if self._unavailable:
+                self.failed += len(pending) - i
+                return
+
+    def _send_one(self, payload: bytes) -> None:
         try:
             self._send_payload(payload)
         except OSError as err:
-            self.failed += 1
-            if err.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                self.dropped_busy += 1
-                if self.dropped_busy == 1:
-                    log.warning("journald is not keeping up; records it cannot take are dropped and counted")
-            elif err.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
-                self._mark_unavailable(err)
-            else:
-                log.debug("journald send failed", error=str(err), size=len(payload))
-            return False
-        if self._unavailable:
+            self._refused(err, len(payload))
+            return
+        self._accepted(1)
+
+    def _accepted(self, n: int) -> None:
+        if n and self._unavailable:
             self._unavailable = False
             self._warned = False
             log.info("journald reachable again", socket=str(self.socket_path))
-        self.sent += 1
-        return True
+        self.sent += n
+
+    def _busy(self, n: int) -> None:
+        self.failed += n
+        if self.dropped_busy == 0 and n:
+            log.warning("journald is not keeping up; records it cannot take are dropped and counted")
+        self.dropped_busy += n
+
+    def _refused(self, err: OSError, size: int) -> None:
+        if err.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+            self._busy(1)
+            return
+        self.failed += 1
+        if err.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
+            self._mark_unavailable(err)
+        else:
+            log.debug("journald send failed", error=str(err), size=size)
 
     def _send_payload(self, payload: bytes) -> None:
         sock = self._socket()
@@ -347,6 +487,7 @@ class JournalSink:
             os.close(fd)
 
     def close(self) -> None:
+        self.flush()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -1,7 +1,7 @@
 """The sinks: sequence numbers, the loss ledger, the audit file and journald.
 
 Stage: sinks (the last one). Records arrive finished; this module numbers them (`next_seq`), queues their
-lines for the file (written by the loop as each batch ends), sends each to journald at once, and keeps
+lines for the file and its entries for journald (both sent by the loop as each batch ends), and keeps
 the loss ledger: one named bucket per kind of loss, each stated in an `events-lost` record as soon as it
 grows. The ledger takes totals from wherever the count lives (kernel counters, the ring queue, the
 decoder, the candidate hold) and reports deltas, so a loss is stated once and never twice.
@@ -96,18 +96,20 @@ class Output:
         return self.seq
 
     def emit(self, record: dict[str, Any]) -> None:
-        """Queue a record for the file (written by `write_queued`) and send it to journald now."""
+        """Queue a record for the file and for journald (both sent by `write_queued`, once per batch)."""
         line = dumps_line(record)
         self.queued_lines.append(line)
         self.records_written += 1
         if self.journal is not None:
-            self.journal.send(journal_fields(record, line))
+            self.journal.queue(journal_fields(record, line))
 
     def write_queued(self) -> None:
-        """Write the queued lines to the audit log now."""
+        """Write the queued lines to the audit log now, and send journald its entries (one sendmmsg)."""
         lines, self.queued_lines = self.queued_lines, []
         self.log_file.write_lines(lines)
         self.log_file.flush()
+        if self.journal is not None:
+            self.journal.flush()
 
     def flush(self) -> None:
         """Write queued lines, and state any gap a write failure left."""

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from claude_audit import bpf_layout
-from claude_audit.decode import DecodeError, decode_event, split_argv
+from claude_audit.decode import _EXEC_HEADER, DecodeError, decode_event, split_argv
 from claude_audit.events import CandidateEvent, ExecEvent, ExitEvent, TrackFlag
 
 
@@ -25,6 +25,19 @@ def test_exec_record_decodes_every_field() -> None:
     assert ev.argv == [b"echo", b"a b", b"c\nd"]
     assert ev.comm == b"bash"
     assert not ev.args_truncated
+
+
+def test_exec_header_template_is_the_kernel_layout() -> None:
+    """The decoder's precompiled header template has ExecEventHeader's size and field order: each field
+    set to a distinct value through ctypes comes back as that field (start ticks and cgroup included)."""
+    assert _EXEC_HEADER.size == ctypes.sizeof(bpf_layout.ExecEventHeader) == bpf_layout.EXEC_DATA_OFFSET
+    names = [name for name, *_ in bpf_layout.ExecEventHeader._fields_]
+    h = bpf_layout.ExecEventHeader(**{n: i + 1 for i, n in enumerate(names) if n != "comm"}, comm=b"c")
+    assert list(_EXEC_HEADER.unpack_from(bytes(h))) == [*range(1, len(names)), b"c".ljust(16, b"\0")]
+    h.type, h.filename_len, h.args_len = bpf_layout.EVENT_EXEC, 0, 0
+    ev = decode_event(bytes(h), 0)
+    assert isinstance(ev, ExecEvent)
+    assert (ev.start_ticks, ev.cgroup_id, ev.args_original_len) == (10, 13, 17)
 
 
 def test_exec_flags() -> None:

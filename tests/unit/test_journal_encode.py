@@ -190,3 +190,107 @@ def test_send_to_a_journald_that_never_reads_does_not_block(tmp_path: Path) -> N
     assert sink.sent + sink.dropped_busy == n == len(results)
     assert results.count(True) == sink.sent
     assert elapsed < 5.0  # with the old blocking socket: 1 s per record once the queue is full
+
+
+def test_queued_entries_arrive_in_order_in_batches(tmp_path: Path) -> None:
+    """queue + flush: every entry arrives once, in order, byte for byte the single-send encoding; a queue
+    longer than one sendmmsg batch goes in several; nothing is sent before flush."""
+    import socket as socket_mod
+
+    from claude_audit.journal import BATCH_MAX, JournalSink, encode_entry
+
+    path = tmp_path / "journal.sock"
+    server = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_DGRAM)
+    server.bind(str(path))
+    server.setsockopt(socket_mod.SOL_SOCKET, socket_mod.SO_RCVBUF, 4 << 20)
+    server.settimeout(5)
+    try:
+        sink = JournalSink(path)
+        n = BATCH_MAX - 1 + 20  # the 256th queued entry flushes a full batch by itself
+        entries = [{"MESSAGE": f"m{i}", "MULTI": f"a\nb{i}"} for i in range(n)]
+        for e in entries[:10]:
+            sink.queue(e)
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.recv(1 << 16)
+        server.settimeout(5)
+        for e in entries[10:]:
+            sink.queue(e)
+        sink.flush()
+        got = [server.recv(1 << 16) for _ in range(n)]
+        sink.close()
+    finally:
+        server.close()
+    assert got == [encode_entry(e) for e in entries]
+    assert (sink.sent, sink.failed, sink.dropped_busy) == (n, 0, 0)
+
+
+def test_flush_to_a_journald_that_never_reads_counts_what_it_drops(tmp_path: Path) -> None:
+    """A full socket queue: flush returns, and every entry is either sent or counted as dropped."""
+    import socket as socket_mod
+
+    from claude_audit.journal import JournalSink
+
+    path = tmp_path / "journal.sock"
+    server = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_DGRAM)
+    server.bind(str(path))
+    try:
+        sink = JournalSink(path, sndbuf=65536)
+        n = 3000
+        for i in range(n):
+            sink.queue({"MESSAGE": "x" * 200, "N": str(i)})
+        sink.flush()
+        sink.close()
+    finally:
+        server.close()
+    assert sink.dropped_busy > 0
+    assert sink.sent + sink.dropped_busy == n == sink.sent + sink.failed
+
+
+def test_flush_sends_oversized_entries_by_memfd_between_datagrams(tmp_path: Path) -> None:
+    """An entry above datagram_max in the middle of a batch goes as a sealed memfd, in its place."""
+    import array
+    import os
+    import socket as socket_mod
+
+    from claude_audit.journal import JournalSink, encode_entry
+
+    path = tmp_path / "journal.sock"
+    server = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(5)
+    try:
+        sink = JournalSink(path, datagram_max=1000)
+        entries = [{"MESSAGE": "small1"}, {"MESSAGE": "big", "BIG": "z" * 5000}, {"MESSAGE": "small2"}]
+        for e in entries:
+            sink.queue(e)
+        sink.flush()
+        got = []
+        for _ in entries:
+            data, anc, _flags, _addr = server.recvmsg(1 << 16, socket_mod.CMSG_SPACE(4))
+            if anc:
+                fd = array.array("i", anc[0][2][:4])[0]
+                data = os.pread(fd, 1 << 20, 0)
+                os.close(fd)
+            got.append(data)
+        sink.close()
+    finally:
+        server.close()
+    assert got == [encode_entry(e) for e in entries]
+    assert (sink.sent, sink.memfd_sent, sink.failed) == (3, 1, 0)
+
+
+def test_flush_to_a_missing_socket_fails_without_raising(tmp_path: Path) -> None:
+    """No journald: the batch is counted as failed (not busy) and the sink waits for the retry interval."""
+    from claude_audit.journal import JournalSink
+
+    now = [0.0]
+    sink = JournalSink(tmp_path / "absent", retry_interval=10.0, clock=lambda: now[0])
+    for i in range(5):
+        sink.queue({"MESSAGE": str(i)})
+    sink.flush()
+    assert (sink.sent, sink.failed, sink.dropped_busy) == (0, 5, 0)
+    sink.queue({"MESSAGE": "again"})
+    sink.flush()  # within the retry interval: not even tried
+    assert sink.failed == 6
+    sink.close()
