@@ -54,6 +54,9 @@ _V = r"[^\s'\"\x00;&|<>`()]"
 _QUOTED = r"(?:\"[^\"\x00\n]*\"|'[^'\x00\n]*'|" + _V + r"+)"
 _SEP = r"(?:[=:]|\s+|\x00)"
 _SEGMENT_END = re.compile(r"[\n;&|]")
+_MARKER = re.compile(r"\[REDACTED:[a-z0-9_-]{1,64}:[0-9a-f]{16}\]")
+"""The default replacement as written: matched again (a log checked after the daemon redacted it),
+it is not a secret."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +289,11 @@ class Redactor:
             accept = _context_test(r.context, text) if r.context is not None else None
             for m in r.pattern.finditer(text):
                 start, end = m.span(g)
-                if start >= 0 and end > start and (accept is None or accept(m.start())):
-                    spans.append((start, end, r))
+                if start < 0 or end <= start or (accept is not None and not accept(m.start())):
+                    continue
+                if _MARKER.fullmatch(text, start, end):
+                    continue
+                spans.append((start, end, r))
         if not spans:
             return text, []
         spans.sort(key=lambda s: (s[0], -s[1]))
@@ -424,6 +430,19 @@ def _set_raw(rec: dict[str, Any], key: str, value: Any) -> None:
 def _b64(text: str) -> str:
     # A redacted element's exact bytes would hold the secret: its raw copy becomes the redacted text.
     return base64.b64encode(text.encode("utf-8", "surrogatepass")).decode("ascii")
+
+
+def read_key(state_dir: Path) -> bytes | None:
+    """The daemon's hash key if this user can read it (root), else None; never creates one."""
+    try:
+        fd = os.open(state_dir / KEY_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, KEY_BYTES + 1)
+    finally:
+        os.close(fd)
+    return data if len(data) == KEY_BYTES else None
 
 
 def load_or_create_key(state_dir: Path) -> bytes:
