@@ -1,4 +1,4 @@
-"""The `claude-audit` command: run, check-config, doctor, status, tail.
+"""The `claude-audit` command: run, check-config, doctor, status, tail, redact-check.
 
 Expected failures (bad config, missing privileges, no BTF) print one clear message and exit with a
 sysexits-style status; only bugs produce tracebacks.
@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -161,6 +162,70 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return tail_main(args, config)
 
 
+REDACT_CHECK_LINE_MAX = 16 * 1024 * 1024
+"""Longest log line redact-check reads (a record is at most argv_max_bytes plus a little, far less)."""
+
+
+def cmd_redact_check(args: argparse.Namespace) -> int:
+    """Show what the configured rules would redact in a log file, a command line or a command text.
+
+    Prints one line per record or sample that a rule matches (the redacted form, never the secret);
+    exit 1 if anything would be redacted, 0 if nothing would.
+    """
+    from .config import privacy_policy
+    from .redact import read_key
+    from .textenc import neutralise
+
+    config, _ = _load(args.config)
+    key = read_key(config.daemon.state_dir)
+    note = "" if key is not None else " (hashes use a throw-away key, not the daemon's: run as root to match)"
+    policy = privacy_policy(config, key or os.urandom(32))
+    red = policy.redactor
+    if red is None:
+        print("no redaction rules are configured ([privacy] default_rules = false and no [[redact]])")
+        return EX_OK
+    found = 0
+
+    def show(where: str, hits: Sequence[object], text: str) -> None:
+        nonlocal found
+        found += 1
+        rules = sorted({r for h in hits for r in getattr(h, "rules", ())})
+        print(f"{where}: {','.join(rules)}: {neutralise(text)}")
+
+    if args.argv:
+        new_args, hits = red.redact_args(args.argv, {args.argv[0].rsplit("/", 1)[-1]})
+        if hits:
+            show("argv", hits, shlex.join(new_args))
+    if args.command_text is not None:
+        new_cmd, hits = red.redact_text(args.command_text, "command")
+        if hits:
+            show("command", hits, new_cmd)
+    if args.file is not None:
+        try:
+            f = args.file.open("rb")
+        except OSError as exc:
+            print(f"claude-audit: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+            return EX_UNAVAILABLE
+        with f:
+            for n, line in enumerate(iter(lambda: f.readline(REDACT_CHECK_LINE_MAX), b""), 1):
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # a cut line or not a record: nothing to check
+                if not isinstance(rec, dict):
+                    continue
+                result = red.redact_record(rec)
+                if result.hits:
+                    proc = rec.get("process", {})
+                    claude = rec.get("claude", {})
+                    text = claude.get("command") if "command" in result.summary()["fields"] else None
+                    if text is None and isinstance(proc, dict):
+                        text = shlex.join(str(a) for a in proc.get("args", []))
+                    show(f"{args.file}:{n}", result.hits, str(text))
+    print(f"{found} would be redacted{note}", file=sys.stderr)
+    return 1 if found else EX_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     p = argparse.ArgumentParser(prog="claude-audit", description=__doc__)
@@ -187,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--all", action="store_true", help="start from the oldest rotated file, not the end")
     t.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     t.set_defaults(fn=cmd_tail)
+    rc = with_config(
+        sub.add_parser(
+            "redact-check",
+            help="show what the redaction rules would replace (exit 1 if anything)",
+            description="Check a log file (--file), an agent's command text (--command) or a command "
+            "line (after --) against the configured rules; prints redacted forms, never the secrets.",
+        )
+    )
+    rc.add_argument("--file", type=Path, default=None, help="an audit log (JSON lines) to check")
+    rc.add_argument("--command", dest="command_text", default=None, help="a shell command text")
+    rc.add_argument("argv", nargs="*", help="a command line, one argument per word (put it after --)")
+    rc.set_defaults(fn=cmd_redact_check)
     return p
 
 

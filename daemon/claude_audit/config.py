@@ -8,6 +8,7 @@ strings, and unknown keys are errors, so a typo cannot silently leave a default 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from pathlib import Path
@@ -21,7 +22,11 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
+
+from .privacy import Privacy
+from .redact import DEFAULT_REPLACEMENT, DEFAULT_RULES, FIELDS, Redactor, rule
 
 DEFAULT_CONFIG_PATH: Final = Path("/etc/claude-audit/config.toml")
 
@@ -146,6 +151,63 @@ class JournalConfig(BaseModel):
 
     enabled: bool = True
     socket_path: AbsPath = Path("/run/systemd/journal/socket")
+    # Which fields each journald entry carries (the whole record is AUDIT_RECORD).
+    process_args: bool = False
+    command: bool = True
+    audit_record: bool = True
+    message_text_chars: int = Field(default=256, ge=0, le=4096)
+
+
+_RULE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def _rule_id(s: str) -> str:
+    if not _RULE_ID.fullmatch(s):
+        raise ValueError("must be 1 to 64 of a-z, 0-9, '-', '_' (starting with a letter or digit)")
+    return s
+
+
+RedactField = Literal["argv", "command", "executable"]
+assert set(FIELDS) == {"argv", "command", "executable"}
+
+
+def _all_fields() -> list[RedactField]:
+    return ["argv", "command", "executable"]
+
+
+class RedactRuleConfig(BaseModel):
+    """One [[redact]] table: a secret shape of the site's own, applied before any sink."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: Annotated[str, AfterValidator(_rule_id)]
+    pattern: Annotated[str, AfterValidator(_not_blank)]
+    replacement: str = DEFAULT_REPLACEMENT
+    programs: list[BaseName] = Field(default_factory=list)
+    fields: list[RedactField] = Field(default_factory=_all_fields, min_length=1)
+
+    @model_validator(mode="after")
+    def _compiles(self) -> RedactRuleConfig:
+        # Compiled here so that a bad expression stops the load (and a reload) naming the rule.
+        try:
+            rule(self.id, self.pattern, programs=self.programs, fields=self.fields)
+        except re.error as e:
+            raise ValueError(f"rule {self.id!r}: invalid regular expression: {e}") from None
+        except ValueError as e:
+            raise ValueError(f"rule {self.id!r}: {e}") from None
+        return self
+
+
+class PrivacyConfig(BaseModel):
+    """[privacy]: what is recorded at all, and how much of it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    default_rules: bool = True
+    root_prompt: Literal["keep", "hash", "drop"] = "keep"
+    record_cwd: bool = True
+    record_session_name: bool = True
+    command_excerpt_chars: int = Field(default=256, ge=0, le=1_048_576)
 
 
 class DaemonConfig(BaseModel):
@@ -170,6 +232,37 @@ class Config(BaseModel):
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    redact: list[RedactRuleConfig] = Field(default_factory=list)
+
+    @field_validator("redact")
+    @classmethod
+    def _unique_ids(cls, v: list[RedactRuleConfig]) -> list[RedactRuleConfig]:
+        ids = [r.id for r in v]
+        shipped = {r.id for r in DEFAULT_RULES}
+        dup = sorted({i for i in ids if ids.count(i) > 1 or i in shipped})
+        if dup:
+            raise ValueError(f"rule ids must be unique and differ from the shipped rules' ids: {dup}")
+        return v
+
+
+def privacy_policy(cfg: Config, key: bytes) -> Privacy:
+    """The record stage's privacy policy from [privacy] and [[redact]]; `key` keys the hashes."""
+    rules = list(DEFAULT_RULES) if cfg.privacy.default_rules else []
+    rules += [
+        rule(r.id, r.pattern, replacement=r.replacement, programs=r.programs, fields=r.fields)
+        for r in cfg.redact
+    ]
+    hasher = Redactor(rules, key)
+    p = cfg.privacy
+    return Privacy(
+        redactor=hasher if rules else None,
+        root_prompt=p.root_prompt,
+        record_cwd=p.record_cwd,
+        record_session_name=p.record_session_name,
+        command_excerpt_chars=p.command_excerpt_chars,
+        prompt_hasher=hasher,
+    )
 
 
 def format_validation_error(err: ValidationError, source: Path | str) -> str:

@@ -31,12 +31,14 @@ import structlog
 
 from . import __version__, heartbeat, records
 from . import bpf_layout as L
-from .config import Config, ConfigError, check_file_safety, load_config
+from .config import Config, ConfigError, check_file_safety, load_config, privacy_policy
 from .decode import DecodeError, decode_event
 from .discovery import Matchers
-from .journal import JournalSink
+from .journal import FieldChoice, JournalSink
 from .output import Output
+from .privacy import Privacy
 from .procfs import ProcFS
+from .redact import load_or_create_key
 from .render import render
 from .rotate import RotatingFile
 from .sensor import PROBES, RingQueue, Sensor, SensorError, SensorSettings, boot_to_wall_offset_ns
@@ -62,6 +64,21 @@ SWEEP_INTERVAL_SECONDS = 10.0
 
 def _open_log(cfg: Config) -> RotatingFile:
     return RotatingFile(cfg.audit_log.path, cfg.audit_log.max_bytes, cfg.audit_log.backups)
+
+
+def _journal_choice(cfg: Config) -> FieldChoice:
+    j = cfg.journal
+    return FieldChoice(j.process_args, j.command, j.audit_record, j.message_text_chars)
+
+
+def _hash_key(cfg: Config) -> bytes:
+    """The redaction hash key from the state directory; if it cannot be kept there, one for this run
+    only (hashes then match within the run, not across restarts), said in the daemon's log."""
+    try:
+        return load_or_create_key(cfg.daemon.state_dir)
+    except OSError as exc:
+        log.error("cannot keep the redaction hash key; using one for this run only", error=str(exc))
+        return os.urandom(32)
 
 
 def _now_ns() -> int:
@@ -100,6 +117,8 @@ class Daemon:
         self.started_ns = 0
         self.status_changed = False
         """A session was found or ended: the status file says so at once, not at the next idle tick."""
+        self.hash_key = b""
+        self.privacy: Privacy | None = None
 
     # -- the pipeline ---------------------------------------------------------------------------------
     def publish(self, outcomes: Iterable[Outcome]) -> None:
@@ -109,7 +128,7 @@ class Daemon:
             if isinstance(o, Lost):
                 self.out.ledger.add(o.where, o.count)
                 continue
-            rec = render(o, self.host, self.out.next_seq(), _now_ns())
+            rec = render(o, self.host, self.out.next_seq(), _now_ns(), self.privacy)
             if rec is not None:
                 self.out.emit(rec)
             if isinstance(o, SessionFound | SessionEnded | NotWatched):
@@ -244,6 +263,8 @@ class Daemon:
         if new_log is not None:
             self.out.replace_log(new_log)
         self.tracker.matchers = Matchers.from_config(new.discovery)
+        self.privacy = privacy_policy(new, self.hash_key)
+        self.out.journal_choice = _journal_choice(new)
         self.config = new
         log.info("config reloaded")
 
@@ -251,8 +272,16 @@ class Daemon:
     def start(self) -> None:
         """Open sinks, attach probes, seed sessions, write daemon-started, report READY."""
         self.started_ns = _now_ns()
+        self.hash_key = _hash_key(self.config)
+        self.privacy = privacy_policy(self.config, self.hash_key)
         journal = JournalSink(self.config.journal.socket_path) if self.config.journal.enabled else None
-        self.out = Output(self.host, _open_log(self.config), journal, self.started_ns)
+        self.out = Output(
+            self.host,
+            _open_log(self.config),
+            journal,
+            self.started_ns,
+            journal_choice=_journal_choice(self.config),
+        )
         previous = heartbeat.read_previous(self.config.daemon.state_dir)
         self.sensor = self.sensor_factory(SensorSettings.from_config(self.config), self.queue)
         attached_ns = _now_ns()

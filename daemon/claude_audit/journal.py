@@ -21,6 +21,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -228,7 +229,7 @@ def _priority(record: Mapping[str, Any], action: str | None) -> int:
     return PRIORITY_INFO
 
 
-def _message(record: Mapping[str, Any], action: str | None) -> str:
+def _message(record: Mapping[str, Any], action: str | None, text_chars: int = 256) -> str:
     parts = [action or "event"]
     for label, path in (("pid", "process.pid"), ("ppid", "process.parent.pid")):
         v = _scalar(_get(record, path))
@@ -250,42 +251,63 @@ def _message(record: Mapping[str, Any], action: str | None) -> str:
         text = " ".join(str(a) for a in args)
     elif (m := _get(record, "message")) is not None:
         text = str(m)
-    if text is not None:
-        msg += ": " + text
+    if text is not None and text_chars > 0:
+        # An excerpt: the whole text is in AUDIT_RECORD (and CLAUDE_COMMAND), not three times over.
+        msg += ": " + (text if len(text) <= text_chars else text[:text_chars] + "\u2026")
     msg = neutralise(msg)
     if len(msg) > MESSAGE_MAX_CHARS:
         msg = msg[: MESSAGE_MAX_CHARS - 1] + "\u2026"
     return msg
 
 
-def journal_fields(record: Mapping[str, Any], line: bytes | str | None = None) -> dict[str, str | bytes]:
+@dataclass(frozen=True, slots=True)
+class FieldChoice:
+    """Which fields an entry carries ([journal] in the config). The full argv is in AUDIT_RECORD, so by
+    default it is not copied again into PROCESS_ARGS, and MESSAGE carries only an excerpt of it."""
+
+    process_args: bool = False
+    command: bool = True
+    audit_record: bool = True
+    message_text_chars: int = 256
+    """Most characters of the command (or argv) in MESSAGE; 0 leaves it out."""
+
+
+DEFAULT_FIELDS: Final = FieldChoice()
+
+
+def journal_fields(
+    record: Mapping[str, Any], line: bytes | str | None = None, choice: FieldChoice = DEFAULT_FIELDS
+) -> dict[str, str | bytes]:
     """Map one ECS audit record to journald fields.
 
     `line` is the record's JSON line as written to the audit file (pass it to avoid serialising twice);
     without it the record is serialised here with every non-ASCII character escaped. Fields whose
-    source is absent from the record are omitted.
+    source is absent from the record, or that `choice` leaves out, are omitted.
     """
     action = _scalar(_get(record, "event.action"))
     out: dict[str, str | bytes] = {
-        "MESSAGE": _message(record, action),
+        "MESSAGE": _message(record, action, choice.message_text_chars),
         "PRIORITY": str(_priority(record, action)),
         "SYSLOG_IDENTIFIER": "claude-audit",
     }
     for name, path in _STRUCTURED:
+        if name == "CLAUDE_COMMAND" and not choice.command:
+            continue
         v = _scalar(_get(record, path))
         if v is not None:
             out[name] = v
     args = _get(record, "process.args")
-    if isinstance(args, list):
+    if isinstance(args, list) and choice.process_args:
         out["PROCESS_ARGS"] = json.dumps(args, ensure_ascii=False, separators=(",", ":"))
     ts = _scalar(_get(record, "@timestamp"))
     if ts is not None:
         out["AUDIT_TIMESTAMP"] = ts
-    if line is None:
-        out["AUDIT_RECORD"] = json.dumps(record, ensure_ascii=True, separators=(",", ":"))
-    else:
-        # The file's line as it is (bytes: no decode and re-encode); it never holds a raw newline.
-        out["AUDIT_RECORD"] = line.rstrip(b"\n") if isinstance(line, bytes) else line.rstrip("\n")
+    if choice.audit_record:
+        if line is None:
+            out["AUDIT_RECORD"] = json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+        else:
+            # The file's line as it is (bytes: no decode and re-encode); it never holds a raw newline.
+            out["AUDIT_RECORD"] = line.rstrip(b"\n") if isinstance(line, bytes) else line.rstrip("\n")
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from . import records
-from .journal import JournalSink, journal_fields
+from .journal import DEFAULT_FIELDS, FieldChoice, JournalSink, journal_fields
 from .records import HostInfo
 from .rotate import RotatingFile
 from .textenc import dumps_line
@@ -78,9 +78,12 @@ class Output:
         log_file: RotatingFile,
         journal: JournalSink | None,
         since_ns: int,
+        *,
         now_ns: Callable[[], int] = time.time_ns,
+        journal_choice: FieldChoice = DEFAULT_FIELDS,
     ) -> None:
         self.host = host
+        self.journal_choice = journal_choice
         self.log_file = log_file
         self.journal = journal
         self.since_ns = since_ns
@@ -101,7 +104,7 @@ class Output:
         self.queued_lines.append(line)
         self.records_written += 1
         if self.journal is not None:
-            self.journal.queue(journal_fields(record, line))
+            self.journal.queue(journal_fields(record, line, self.journal_choice))
 
     def write_queued(self) -> None:
         """Write the queued lines to the audit log now, and send journald its entries (one sendmmsg)."""

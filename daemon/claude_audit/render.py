@@ -1,5 +1,8 @@
 """The record stage: the state stage's outcomes as ECS records (builders in records.py). Pure.
 
+Every record passes the privacy policy (privacy.py: redaction, prompt, identity fields, command
+excerpts) here, once, before any sink sees it.
+
 `Lost` outcomes are not records by themselves: they go to the output's loss ledger, which states them in
 `events-lost` records (output.py).
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import records
+from .privacy import Privacy
 from .records import HostInfo
 from .tracker import ExecSeen, NotWatched, Outcome, SessionEnded, SessionFound
 
@@ -23,8 +27,23 @@ def process_object(pid: int, executable: str, comm: bytes, cmdline: bytes) -> di
     }
 
 
-def render(outcome: Outcome, host: HostInfo, seq: int, now_ns: int) -> dict[str, Any] | None:
-    """The record for one outcome (None for a `Lost`, which the ledger states)."""
+def render(
+    outcome: Outcome, host: HostInfo, seq: int, now_ns: int, privacy: Privacy | None = None
+) -> dict[str, Any] | None:
+    """The record for one outcome (None for a `Lost`, which the ledger states), with the privacy
+    policy applied when one is given."""
+    rec = _build(outcome, host, seq, now_ns)
+    if rec is not None and privacy is not None:
+        if isinstance(outcome, ExecSeen):
+            claude = outcome.claude
+            own = claude.get("origin") == "session" and claude.get("pid") == outcome.event.pid
+            privacy.apply(rec, root_args=own, full_command=outcome.full_command)
+        else:
+            privacy.apply(rec, root_args=isinstance(outcome, SessionFound | NotWatched))
+    return rec
+
+
+def _build(outcome: Outcome, host: HostInfo, seq: int, now_ns: int) -> dict[str, Any] | None:
     if isinstance(outcome, ExecSeen):
         return records.exec_record(outcome.event, host, outcome.claude, seq)
     if isinstance(outcome, SessionFound):

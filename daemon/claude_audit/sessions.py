@@ -47,6 +47,8 @@ class Invocation:
     origin: str
     command: bytes | None = None
     last_seen: float = 0.0
+    command_shown: bool = False
+    """A record already carried the command in full."""
 
 
 @dataclass
@@ -220,6 +222,15 @@ class SessionTable:
         if inv.command is not None:
             fields["command"] = text_field(inv.command)[0]
         return fields
+
+    def command_first_shown(self, s: Session, ev: ExecEvent) -> bool:
+        """Whether this exec's record is the first to show its invocation's command (then it shows it
+        in full; later ones may carry an excerpt). Call after `claude_fields`."""
+        inv = s.invocations.get((ev.invocation, ev.invocation_start_ticks))
+        if inv is None or inv.command is None or inv.command_shown:
+            return inv is None or inv.command is None
+        inv.command_shown = True
+        return True
 
     # -- eviction -------------------------------------------------------------------------------------
     def sweep_due(self) -> bool:

@@ -52,6 +52,9 @@ class ExecSeen:
 
     event: ExecEvent
     claude: dict[str, Any]
+    full_command: bool = True
+    """This record shows its tool call's command in full (the invocation's first record); the others
+    may carry an excerpt (privacy.py)."""
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,8 @@ class Tracker:
                 s.identity.update(self.identity.session_file(rid))
                 if "session_id" not in s.identity:
                     s.identity.update(self.identity.environment(ev.pid, ev.start_ticks, rid))
-        out.append(ExecSeen(ev, self.sessions.claude_fields(s, ev)))
+        claude = self.sessions.claude_fields(s, ev)
+        out.append(ExecSeen(ev, claude, self.sessions.command_first_shown(s, ev)))
         return out
 
     def on_exit(self, ev: ExitEvent) -> list[Outcome]:

@@ -202,16 +202,18 @@ def _journal_remote(env: SystemdEnv, session_id: str, echo: dict[str, Any], t0: 
 
     rem = wait_until(
         "records at systemd-journal-remote",
-        lambda: (
-            (rs := remote())
-            and any(x.get("PROCESS_ARGS") == '["/bin/echo","siem-marker"]' for x in rs)
-            and rs
-        ),
+        lambda: (rs := remote()) and any(_record_args(x) == ["/bin/echo", "siem-marker"] for x in rs) and rs,
     )
     print(f"journal-upload -> journal-remote: {len(rem)} entries in {time.monotonic() - t0:.1f} s")
-    e = next(x for x in rem if x.get("PROCESS_ARGS") == '["/bin/echo","siem-marker"]')
+    e = next(x for x in rem if _record_args(x) == ["/bin/echo", "siem-marker"])
     assert e["CLAUDE_COMMAND"] == "/bin/echo siem-marker"
     assert e["CLAUDE_PID"] == str(echo["claude"]["pid"])
     assert e["_SYSTEMD_UNIT"] == "claude-audit.service"
     assert json.loads(e["AUDIT_RECORD"]) == echo
     assert any(x.get("CLAUDE_COMMAND") == LONG for x in remote())
+
+
+def _record_args(entry: dict[str, Any]) -> Any:
+    """process.args of the record a journal entry carries (PROCESS_ARGS is off by default)."""
+    rec = json.loads(entry.get("AUDIT_RECORD", "{}"))
+    return rec.get("process", {}).get("args")

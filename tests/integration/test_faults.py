@@ -243,7 +243,7 @@ def test_journald_stops_mid_run(tmp_path: Path) -> None:
             session_found(d, s.pid)
             s.go()
             d.wait_for(lambda rs: ["/bin/true", "before"] in args_of(rs, s.pid))
-            got = jd.wait_for(1, SYSLOG_IDENTIFIER="claude-audit", PROCESS_ARGS='["/bin/true","before"]')
+            got = jd.wait_for(1, 30.0, SYSLOG_IDENTIFIER="claude-audit", PROCESS_EXECUTABLE="/bin/true")
             assert len(got) == 1
             os.kill(jd.pid, signal.SIGTERM)  # journald_env started it; its pid is ours to stop
             wait_until(lambda: _journald_gone(jd.socket_path), 30)

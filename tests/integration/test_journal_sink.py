@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from journald_env import journald_env
 
-from claude_audit.journal import JournalSink, journal_fields
+from claude_audit.journal import FieldChoice, JournalSink, journal_fields
 
 # Root, systemd-journald and unshare are preconditions of this tier (make test installs them; CI runs as
 # root): a missing one fails the run rather than skipping it.
@@ -33,17 +33,19 @@ def _record(pid: int, command: str, args: list[str]) -> dict[str, object]:
 
 
 def test_entries_arrive_with_fields() -> None:
+    """Every field, PROCESS_ARGS included (chosen here), arrives as sent, newlines and 1 MiB values too."""
+    every = FieldChoice(process_args=True)
     with journald_env() as env, JournalSink(env.socket_path) as sink:
         rec = _record(201, "git status", ["/bin/bash", "-c", "git status"])
-        assert sink.send(journal_fields(rec))
+        assert sink.send(journal_fields(rec, choice=every))
 
         multi = _record(202, "echo a\necho b", ["/bin/bash", "-c", "echo a\necho b"])
-        assert sink.send(journal_fields(multi))
+        assert sink.send(journal_fields(multi, choice=every))
 
         big_arg = "x" * (1024 * 1024)
         big = _record(203, "big", ["/bin/echo", big_arg])
         t0 = time.monotonic()
-        assert sink.send(journal_fields(big))
+        assert sink.send(journal_fields(big, choice=every))
         big_send_s = time.monotonic() - t0
         assert sink.memfd_sent == 1, "a 1 MiB entry must have gone through the memfd path"
         assert sink.sent == 3 and sink.failed == 0

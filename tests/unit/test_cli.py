@@ -112,3 +112,49 @@ def test_status_neutralises_session_fields(tmp_path: Path, capsys: pytest.Captur
         assert bad not in out
     assert len(out.splitlines()) == 6  # the value's newline did not make a line of its own
     assert "\\x1b[2J" in out
+
+
+def _redact_cfg(tmp_path: Path, extra: str = "") -> Path:
+    return _cfg(tmp_path, f'[daemon]\nstate_dir = "{tmp_path}/state"\n{extra}')
+
+
+def test_redact_check_sample_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A command line after -- and a command text: the redacted forms and rules are printed, the secrets
+    are not, and the exit status says something would be redacted."""
+    cfg = _redact_cfg(tmp_path)
+    argv = ["curl", "-H", "Authorization: Bearer abcdefgh12345678", "https://x"]
+    rc = main(["redact-check", "--config", str(cfg), "--command", "mysql -pS3cretpw db", "--", *argv])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "abcdefgh12345678" not in out and "S3cretpw" not in out
+    assert "argv: auth-header,bearer-token: curl -H 'Authorization: Bearer [REDACTED:auth-header:" in out
+    assert "command: mysql-password: mysql -p[REDACTED:mysql-password:" in out
+    assert main(["redact-check", "--config", str(cfg), "--", "git", "status"]) == 0
+
+
+def test_redact_check_over_a_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Over a log: a record with a secret is named by line; clean, cut and already-redacted lines are not;
+    a site rule from [[redact]] is used."""
+    log = tmp_path / "audit.jsonl"
+    records = [
+        {"process": {"args": ["git", "status"]}, "claude": {"command": "git status"}},
+        {"process": {"args": ["deploy", "tkt_123456"]}},
+        {"process": {"args": ["env", "TOKEN=[REDACTED:secret-assignment:0123456789abcdef]"]}},
+        {"process": {"args": ["echo"]}, "claude": {"command": "export GITHUB_TOKEN=ghp_x1 && make"}},
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"cut": ')
+    cfg = _redact_cfg(tmp_path, '[[redact]]\nid = "ticket"\npattern = "tkt_[0-9]{6}"\n')
+    assert main(["redact-check", "--config", str(cfg), "--file", str(log)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(": ", 2)[:2] for line in out] == [
+        [f"{log}:2", "ticket"],
+        [f"{log}:4", "secret-assignment"],
+    ]
+    assert "ghp_x1" not in "\n".join(out)
+
+
+def test_redact_check_without_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With the shipped rules off and none of the site's, it says so and finds nothing."""
+    cfg = _redact_cfg(tmp_path, "[privacy]\ndefault_rules = false\n")
+    assert main(["redact-check", "--config", str(cfg), "--", "curl", "-u", "a:b"]) == 0
+    assert "no redaction rules" in capsys.readouterr().out

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from claude_audit.journal import (
+    FieldChoice,
     JournalSink,
     encode_entry,
     journal_fields,
@@ -85,7 +86,8 @@ RECORD = {
 
 
 def test_journal_fields_full() -> None:
-    f = journal_fields(RECORD)
+    """With every optional field chosen, each structured field holds its record value."""
+    f = journal_fields(RECORD, choice=FieldChoice(process_args=True))
     assert f["MESSAGE"] == "exec pid=123 ppid=100 session=s-1 origin=tool: git status"
     assert f["PRIORITY"] == "6"
     assert f["SYSLOG_IDENTIFIER"] == "claude-audit"
@@ -106,6 +108,23 @@ def test_journal_fields_full() -> None:
     assert f["AUDIT_RECORD"].isascii()
     for name in f:
         assert normalise_field_name(name) == name
+
+
+def test_default_fields_hold_the_argv_once() -> None:
+    """By default the argv is in AUDIT_RECORD only: no PROCESS_ARGS, and MESSAGE holds an excerpt."""
+    long_cmd = "echo " + "x" * 1000
+    rec = dict(RECORD) | {"claude": dict(RECORD["claude"]) | {"command": long_cmd}}
+    f = journal_fields(rec)
+    assert "PROCESS_ARGS" not in f
+    assert f["MESSAGE"].endswith(": echo " + "x" * 251 + "\u2026")
+    assert f["CLAUDE_COMMAND"] == long_cmd
+
+
+def test_field_choice_leaves_fields_out() -> None:
+    """Each switch of [journal] removes its field; message_text_chars 0 keeps the command out of MESSAGE."""
+    f = journal_fields(RECORD, choice=FieldChoice(command=False, audit_record=False, message_text_chars=0))
+    assert "CLAUDE_COMMAND" not in f and "AUDIT_RECORD" not in f and "PROCESS_ARGS" not in f
+    assert f["MESSAGE"] == "exec pid=123 ppid=100 session=s-1 origin=tool"
 
 
 def test_journal_fields_uses_given_line() -> None:
@@ -149,8 +168,9 @@ def test_priorities() -> None:
 
 
 def test_message_is_bounded() -> None:
+    """MESSAGE never exceeds 4096 characters, whatever the chosen excerpt length."""
     rec = {"event": {"action": "exec"}, "claude": {"command": "y" * 100_000}}
-    assert len(journal_fields(rec)["MESSAGE"]) == 4096
+    assert len(journal_fields(rec, choice=FieldChoice(message_text_chars=4096))["MESSAGE"]) == 4096
 
 
 def test_missing_socket_warns_once_and_retries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -148,6 +148,27 @@ def test_wrapper_exec_starts_a_tool_invocation_that_descendants_inherit() -> Non
     assert (g["origin"], g["command"], g["invocation"]) == ("tool", "sleep 2", f["invocation"])
 
 
+def test_only_the_first_record_of_a_tool_call_shows_its_command_in_full() -> None:
+    """command_first_shown is true once per invocation (its first record), then false; without a command
+    (or an invocation) there is nothing to excerpt, so it stays true."""
+    t = SessionTable(BOOT, Clock())
+    s = t.add(ROOT, 500, "startup", "executable", executable="/x/claude.exe")
+    head = exec_event(
+        600, root=ROOT, root_start=500, invocation=600, invocation_start=510, ppid=ROOT, argv=WRAPPER_ARGV
+    )
+    child = exec_event(
+        601, root=ROOT, root_start=500, invocation=600, invocation_start=510, ppid=600, argv=[b"sleep", b"2"]
+    )
+    t.claude_fields(s, head)
+    assert t.command_first_shown(s, head)
+    t.claude_fields(s, child)
+    assert not t.command_first_shown(s, child)
+    assert not t.command_first_shown(s, head)
+    reparented = exec_event(700, root=ROOT, root_start=500)
+    t.claude_fields(s, reparented)
+    assert t.command_first_shown(s, reparented)
+
+
 def test_root_reexec_is_session_and_reparented_is_unknown() -> None:
     """The Claude process itself execing is origin "session"; a process seeded with invocation 0 is
     "unknown" with no invocation fields."""
