@@ -160,6 +160,15 @@ class DaemonConfig(BaseModel):
     runtime_dir: AbsPath = Path("/run/claude-audit")
 
 
+class IntegrityConfig(BaseModel):
+    """[integrity]: the audit log's hash chain checkpoints and their optional forward-secure sealing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    checkpoint_interval_seconds: float = Field(default=60.0, ge=1.0, le=86_400.0)
+    key_file: AbsPath | None = None
+
+
 class Config(BaseModel):
     """The whole configuration file."""
 
@@ -170,6 +179,7 @@ class Config(BaseModel):
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
 
 
 def format_validation_error(err: ValidationError, source: Path | str) -> str:

@@ -29,6 +29,7 @@ import structlog
 
 from . import __version__, heartbeat, records
 from . import bpf_layout as L
+from .chain import resume as resume_chain
 from .config import Config, ConfigError, check_file_safety, load_config
 from .decode import DecodeError, decode_event
 from .discovery import Matchers
@@ -37,6 +38,7 @@ from .output import Output
 from .procfs import ProcFS
 from .render import render
 from .rotate import RotatingFile
+from .sealing import Sealer, SealError
 from .sensor import PROBES, RingQueue, Sensor, SensorError, SensorSettings, boot_to_wall_offset_ns
 from .service import Notifier, StopRequest, remove_status, write_status
 from .tracker import Lost, NotWatched, Outcome, SessionEnded, SessionFound, Tracker
@@ -44,6 +46,8 @@ from .tracker import Lost, NotWatched, Outcome, SessionEnded, SessionFound, Trac
 log = structlog.get_logger("claude_audit")
 
 EX_SOFTWARE = 70
+EX_CONFIG = 78
+"""Exit status when the configured sealing key file cannot be used (sysexits: configuration error)."""
 """Exit status of a crash (sysexits: internal software error), so systemd's Restart=on-failure acts."""
 RECHECK_INTERVAL_SECONDS = 0.1
 """How often undecided candidates are looked at again in /proc. Not every poll: under a flood of
@@ -188,6 +192,7 @@ class Daemon:
                 "candidates_throttled": self.counters[L.COUNTER_CANDIDATE_THROTTLED],
                 "rejected_retriggers": self.counters[L.COUNTER_CANDIDATE_REJECTED_AGAIN],
             },
+            "chain": self._chain_status(),
             "queue_dropped": self.queue.dropped,
             "filtered_not_session": t.counts.not_session,
             "sessions_not_watched": t.counts.not_watched,
@@ -198,6 +203,20 @@ class Daemon:
                 for s in t.sessions.live()
             ],
         }
+
+    def _chain_status(self) -> dict[str, Any] | None:
+        assert self.out is not None
+        chain, sealer = self.out.chain, self.out.sealer
+        if chain is None:
+            return None
+        status: dict[str, Any] = {
+            "segment": chain.segment,
+            "seq": chain.seq,
+            "checkpoints": self.out.checkpoints,
+        }
+        if sealer is not None:
+            status |= {"sealed_epoch": sealer.state.epoch, "seal_key_write_failures": sealer.failed}
+        return status
 
     def status_text(self) -> str:
         """One line for systemctl status."""
@@ -250,7 +269,20 @@ class Daemon:
         """Open sinks, attach probes, seed sessions, write daemon-started, report READY."""
         self.started_ns = _now_ns()
         journal = JournalSink(self.config.journal.socket_path) if self.config.journal.enabled else None
-        self.out = Output(self.host, _open_log(self.config), journal, self.started_ns)
+        state_dir = self.config.daemon.state_dir
+        key_file = self.config.integrity.key_file
+        # A key file that cannot be used is a set-up error (SealError, like a bad config): running on
+        # unsealed would silently give up what the admin asked for.
+        sealer = Sealer.load(key_file) if key_file is not None else None
+        self.out = Output(
+            self.host,
+            _open_log(self.config),
+            journal,
+            self.started_ns,
+            chain=resume_chain(state_dir, self.config.audit_log.path),
+            state_dir=state_dir,
+            sealer=sealer,
+        )
         previous = heartbeat.read_previous(self.config.daemon.state_dir)
         self.sensor = self.sensor_factory(SensorSettings.from_config(self.config), self.queue)
         attached_ns = _now_ns()
@@ -303,6 +335,10 @@ class Daemon:
         try:
             self.start()
             self.main_loop()
+        except SealError as exc:
+            log.error("cannot use integrity.key_file", error=str(exc))
+            self.crash()
+            return EX_CONFIG
         except SensorError:
             self.crash()
             raise  # a set-up problem with its own message and exit status (cli.py)
@@ -321,6 +357,8 @@ class Daemon:
         next_scan = time.monotonic() + self.config.discovery.scan_interval_seconds
         next_sweep = time.monotonic() + SWEEP_INTERVAL_SECONDS
         next_tick = next_recheck = 0.0
+        checkpoint_every = self.config.integrity.checkpoint_interval_seconds
+        next_checkpoint = time.monotonic() + checkpoint_every
         timeout_ms = max(1, int(min(self.config.daemon.poll_interval_seconds, watchdog_every or 1.0) * 1000))
         while not self.signals.stop:
             self.loop_once(timeout_ms)
@@ -341,6 +379,9 @@ class Daemon:
             if now >= next_sweep:
                 self.tracker.sweep()
                 next_sweep = now + SWEEP_INTERVAL_SECONDS
+            if now >= next_checkpoint:
+                self.out.checkpoint()
+                next_checkpoint = now + checkpoint_every
             if now >= next_tick:
                 self.report_losses()
                 self.out.flush()
@@ -371,6 +412,7 @@ class Daemon:
                 reason=self.signals.stop_reason or "stopped",
             )
         )
+        out.checkpoint(final=True)
         out.close()
         heartbeat.write(self.config.daemon.state_dir, _now_ns(), clean_stop=True)
         self._release()
@@ -394,6 +436,7 @@ class Daemon:
             except Exception:
                 log.exception("could not state the crash's losses")
             try:
+                out.checkpoint()  # not final: verify must see that this run did not end cleanly
                 out.close()
             except Exception:
                 log.exception("could not write the records made before the crash")

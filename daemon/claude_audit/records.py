@@ -360,3 +360,23 @@ def unwatched_window(
     )
     rec["event"]["kind"] = "alert" if reason == "crash" else "event"
     return rec
+
+
+def chain_checkpoint(
+    now_ns: int,
+    host: HostInfo,
+    seq: int,
+    *,
+    segment: str,
+    chain_seq: int,
+    head: str,
+    final: bool,
+    seal: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Record the chain's head (segment, sequence number and hash of its last line) for journald and the
+    SIEM to keep: a log whose tail was cut no longer holds the line a checkpoint names. `final` marks
+    the one written at a clean stop; `seal` (epoch, mac) is present when checkpoints are keyed."""
+    checkpoint: dict[str, Any] = {"segment": segment, "seq": chain_seq, "head": head, "final": final}
+    if seal is not None:
+        checkpoint["seal"] = dict(seal)
+    return _lifecycle(now_ns, host, seq, "chain-checkpoint", type_="info", details={"checkpoint": checkpoint})
