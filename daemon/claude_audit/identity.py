@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from .bounded import read_user_file
 from .claude import SESSION_FILE_MAX, claude_env_info, claude_pid, parse_session_file, session_file_path
 from .procfs import ProcInfo
+from .tracecontext import TraceContext, trace_of
 
 HOME_CACHE_MAX = 4096
 """Uids whose home directory is remembered (a bound, not a tuning knob)."""
@@ -143,6 +144,25 @@ class IdentityReader:
         if not fields and inherited_claude_pid(env) not in (None, root.pid):
             self.untrusted += 1
         return fields
+
+    def invocation_environment(
+        self, pid: int, start_ticks: int, root: RootId, *, want_identity: bool
+    ) -> tuple[dict[str, Any], TraceContext | None]:
+        """One read of an invocation head's environment, if trusted: (identity fields if `want_identity`,
+        its W3C trace context). Called once per invocation, never per exec."""
+        info = self.proc.read(pid)
+        if info is None or info.start_ticks != start_ticks:
+            return {}, None
+        if not may_belong_to(info, root):
+            self.untrusted += 1
+            return {}, None
+        env = self.proc.environ(pid)
+        if not env:
+            return {}, None
+        fields = env_identity(env, root.pid) if want_identity else {}
+        if want_identity and not fields and inherited_claude_pid(env) not in (None, root.pid):
+            self.untrusted += 1
+        return fields, trace_of(env)
 
     def claude_pid_of(self, info: ProcInfo, root: RootId) -> int | None:
         """The CLAUDE_PID `info` inherited, read only if it may belong to root's session."""

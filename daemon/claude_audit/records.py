@@ -112,11 +112,19 @@ def _claude_object(claude: Mapping[str, Any]) -> dict[str, Any]:
     return dict(claude)
 
 
-def exec_record(ev: ExecEvent, host: HostInfo, claude: Mapping[str, Any], seq: int) -> dict[str, Any]:
+def exec_record(
+    ev: ExecEvent,
+    host: HostInfo,
+    claude: Mapping[str, Any],
+    seq: int,
+    *,
+    trace: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     """Map one exec of a tracked process to its ECS record.
 
     `claude` describes the session (at least "pid") and becomes the `claude` object as given; kernel
     facts live in `process`, `user`, `group` and `claude_audit`, so the mapping cannot overwrite them.
+    `trace` (trace id, span id) from the invocation's TRACEPARENT becomes ECS `trace.id` and `span.id`.
     """
     flags = set(ev.data_flags)
     if ev.args_truncated:
@@ -180,6 +188,10 @@ def exec_record(ev: ExecEvent, host: HostInfo, claude: Mapping[str, Any], seq: i
     rec["group"] = {"id": str(ev.gid)}
     rec["claude"] = _claude_object(claude)
     rec["claude_audit"] = audit
+    if trace is not None:
+        # ECS trace.id / span.id: the exec joins Claude Code's own OpenTelemetry trace (TRACEPARENT).
+        rec["trace"] = {"id": trace[0]}
+        rec["span"] = {"id": trace[1]}
     if raw:
         rec["raw"] = raw
     return rec

@@ -26,7 +26,9 @@ def process_object(pid: int, executable: str, comm: bytes, cmdline: bytes) -> di
 def render(outcome: Outcome, host: HostInfo, seq: int, now_ns: int) -> dict[str, Any] | None:
     """The record for one outcome (None for a `Lost`, which the ledger states)."""
     if isinstance(outcome, ExecSeen):
-        return records.exec_record(outcome.event, host, outcome.claude, seq)
+        t = outcome.trace
+        trace = (t.trace_id, t.span_id) if t is not None else None
+        return records.exec_record(outcome.event, host, outcome.claude, seq, trace=trace)
     if isinstance(outcome, SessionFound):
         s, info = outcome.session, outcome.info
         proc = process_object(info.pid, s.executable, info.comm, info.cmdline)

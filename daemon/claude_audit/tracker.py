@@ -32,6 +32,7 @@ from .sessions import (
     seed_descendants,
     tracked_elsewhere,
 )
+from .tracecontext import TraceContext
 
 NOT_WATCHED_MAX = 4096
 """Roots the kernel refused that are remembered (so each is reported once); a bound, not a knob."""
@@ -52,6 +53,8 @@ class ExecSeen:
 
     event: ExecEvent
     claude: dict[str, Any]
+    trace: TraceContext | None = None
+    """The W3C trace context the exec's invocation was given (TRACEPARENT), read once per invocation."""
 
 
 @dataclass(frozen=True)
@@ -279,15 +282,24 @@ class Tracker:
                 s = self.sessions.get(key)
                 assert s is not None
         s.execs += 1
-        if not s.has_file_identity and self.sessions.is_new_invocation(s, ev):
+        trace = None
+        new_invocation = self.sessions.is_new_invocation(s, ev)
+        rid = s.root_id
+        if new_invocation and rid is not None:
             # Claude Code writes its session file a moment after it starts; look again at each new
-            # invocation until it is there, and meanwhile use what it gave its children.
-            rid = s.root_id
-            if rid is not None:
+            # invocation until it is there, and meanwhile use what it gave its children. The
+            # invocation's environment is read once here, for that and for its trace context.
+            if not s.has_file_identity:
                 s.identity.update(self.identity.session_file(rid))
-                if "session_id" not in s.identity:
-                    s.identity.update(self.identity.environment(ev.pid, ev.start_ticks, rid))
-        out.append(ExecSeen(ev, self.sessions.claude_fields(s, ev)))
+            want_identity = "session_id" not in s.identity
+            fields, trace = self.identity.invocation_environment(
+                ev.pid, ev.start_ticks, rid, want_identity=want_identity
+            )
+            s.identity.update(fields)
+        claude = self.sessions.claude_fields(s, ev)
+        if new_invocation and trace is not None:
+            self.sessions.set_trace(s, ev, trace)
+        out.append(ExecSeen(ev, claude, self.sessions.trace_of(s, ev)))
         return out
 
     def on_exit(self, ev: ExitEvent) -> list[Outcome]:
