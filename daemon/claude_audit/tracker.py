@@ -20,7 +20,7 @@ from .candidates import Candidates, Confirmed, Rejected, Undecided
 from .candidates import Decision as CandidateDecision
 from .discovery import Matchers, find_roots, is_claude
 from .events import CandidateEvent, ExecEvent, ExitEvent, TrackFlag
-from .identity import IdentityReader
+from .identity import IdentityReader, RootId
 from .procfs import ProcFS, ProcInfo
 from .sessions import (
     KernelMaps,
@@ -296,11 +296,24 @@ class Tracker:
                 ev.pid, ev.start_ticks, rid, want_identity=want_identity
             )
             s.identity.update(fields)
+            if "transcript_path" not in s.identity:
+                s.identity.update(self._transcript(s, rid))
         claude = self.sessions.claude_fields(s, ev)
         if new_invocation and trace is not None:
             self.sessions.set_trace(s, ev, trace)
         out.append(ExecSeen(ev, claude, self.sessions.trace_of(s, ev)))
         return out
+
+    def _transcript(self, s: Session, rid: RootId) -> dict[str, Any]:
+        """Transcript fields, looked for at each new invocation until found (2.0.x: the session id)."""
+        cwd = s.identity.get("cwd")
+        if not isinstance(cwd, str):
+            raw = self.proc.cwd(s.pid, s.start_ticks)
+            if raw is None:
+                return {}
+            cwd = raw.decode(errors="replace")
+        sid = s.identity.get("session_id")
+        return self.identity.transcript(rid, cwd, sid if isinstance(sid, str) else None)
 
     def on_exit(self, ev: ExitEvent) -> list[Outcome]:
         """A session root exited."""
