@@ -143,11 +143,14 @@ class IdentityReader:
         sf = parse_session_file(got.data, root.pid, root.start_ticks)
         return sf.claude_fields() if sf is not None else {}
 
-    def transcript(self, root: RootId, cwd: str, session_id: str | None) -> dict[str, Any]:
+    def transcript(
+        self, root: RootId, cwd: str, session_id: str | None, home: Path | None = None
+    ) -> dict[str, Any]:
         """claude.transcript_path (and, for a session whose id is not known yet, its id and version from
         the transcript, labelled "transcript"), or {} if no single transcript is found. transcript.py
-        says how the user's directory is read."""
-        home = self.home(root.uid)
+        says how the user's directory is read. `home` is the HOME the session runs with (Claude Code
+        writes below it), else the user database's."""
+        home = home or self.home(root.uid)
         if home is None:
             return {}
         projects = home / ".claude" / "projects"

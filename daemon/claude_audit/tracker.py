@@ -11,9 +11,11 @@ adopted, /proc and the environment when an invocation's head first execs; never 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .candidates import Candidates, Confirmed, Rejected, Undecided
@@ -306,14 +308,19 @@ class Tracker:
 
     def _transcript(self, s: Session, rid: RootId) -> dict[str, Any]:
         """Transcript fields, looked for at each new invocation until found (2.0.x: the session id)."""
+        # Claude Code writes below the HOME it runs with: the root's own environment says which. Read
+        # before the cwd, whose read checks the root's start time, so a reused pid is caught after both.
+        env = self.proc.environ(s.pid) or {}
+        home_raw = env.get(b"HOME", b"")
+        home = Path(os.fsdecode(home_raw)) if home_raw.startswith(b"/") and len(home_raw) <= 4096 else None
+        raw_cwd = self.proc.cwd(s.pid, s.start_ticks)
+        if raw_cwd is None:
+            return {}
         cwd = s.identity.get("cwd")
         if not isinstance(cwd, str):
-            raw = self.proc.cwd(s.pid, s.start_ticks)
-            if raw is None:
-                return {}
-            cwd = raw.decode(errors="replace")
+            cwd = raw_cwd.decode(errors="replace")
         sid = s.identity.get("session_id")
-        return self.identity.transcript(rid, cwd, sid if isinstance(sid, str) else None)
+        return self.identity.transcript(rid, cwd, sid if isinstance(sid, str) else None, home)
 
     def on_exit(self, ev: ExitEvent) -> list[Outcome]:
         """A session root exited."""
