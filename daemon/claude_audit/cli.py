@@ -1,4 +1,4 @@
-"""The `claude-audit` command: run, check-config, doctor, status, tail, redact-check.
+"""The `claude-audit` command: run, check-config, doctor, status, tail, redact-check, verify, integrity setup.
 
 Expected failures (bad config, missing privileges, no BTF) print one clear message and exit with a
 sysexits-style status; only bugs produce tracebacks.
@@ -24,6 +24,8 @@ EX_OK = 0
 EX_USAGE = 64
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
+EX_NOINPUT = 66
+EX_CANTCREAT = 73
 EX_NOPERM = 77
 EX_CONFIG = 78
 
@@ -226,6 +228,87 @@ def cmd_redact_check(args: argparse.Namespace) -> int:
     return 1 if found else EX_OK
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify the audit log's hash chain, checkpoints and seals; exit 0 only if everything verifies."""
+    import subprocess
+
+    from .lognames import rotated
+    from .verify import journal_checkpoints, load_files, verify_lines
+
+    paths: list[Path] = list(args.files)
+    if args.all or not paths:
+        config, _ = _load(args.config)
+        base = config.audit_log.path
+        paths += [*reversed(rotated(base)), base]
+    key = None
+    if args.key_file is not None:
+        try:
+            args.key = args.key_file.read_text().strip()
+        except OSError as exc:
+            print(f"claude-audit: cannot read {args.key_file}: {exc}", file=sys.stderr)
+            return EX_NOINPUT
+    if args.key is not None:
+        try:
+            key = bytes.fromhex(args.key)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            print("claude-audit: --key must be the 64 hex digits `integrity setup` printed", file=sys.stderr)
+            return EX_USAGE
+    try:
+        files = load_files(paths)
+    except OSError as exc:
+        print(f"claude-audit: cannot read the log: {exc}", file=sys.stderr)
+        return EX_NOINPUT
+    journal: list[bytes] = []
+    if args.journal:
+        cmd = ["journalctl", "-o", "json", "--no-pager", "SYSLOG_IDENTIFIER=claude-audit"]
+        cmd += ["AUDIT_ACTION=chain-checkpoint"]
+        if args.journal_dir is not None:
+            cmd[1:1] = ["-D", str(args.journal_dir)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, check=True, timeout=600)
+        except (OSError, subprocess.SubprocessError) as exc:
+            print(f"claude-audit: cannot read the journal: {exc}", file=sys.stderr)
+            return EX_UNAVAILABLE
+        journal = journal_checkpoints(done.stdout.splitlines())
+    report = verify_lines(files, key=key, journal=journal)
+    for finding in report.findings:
+        print(_shown_text(str(finding)))
+    breaks = report.breaks
+    if breaks:
+        print(_shown_text(f"FIRST BREAK: {breaks[0]}"))
+    verdict = {0: "verified", 1: "BROKEN", 2: "incomplete"}[report.exit_code]
+    print(
+        f"{verdict}: {report.lines} lines in {len(files)} file(s), {report.segments} run start(s), "
+        f"{report.checkpoints} checkpoint(s), {report.sealed} sealed, "
+        f"{report.journal_checkpoints} journal checkpoint(s), {len(breaks)} break(s)"
+    )
+    return report.exit_code
+
+
+def cmd_integrity_setup(args: argparse.Namespace) -> int:
+    """Create the sealing key file and print the verification key, to be kept off this host."""
+    from .sealing import SealError, fingerprint, setup
+
+    try:
+        key0 = setup(args.key_file, force=args.force)
+    except (SealError, OSError) as exc:
+        print(f"claude-audit: {exc}", file=sys.stderr)
+        return EX_CANTCREAT
+    print(f"key file: {args.key_file} (epoch 0; set [integrity] key_file to it and restart the daemon)")
+    print(f"fingerprint: {fingerprint(key0)}")
+    print(f"verification key: {key0.hex()}")
+    print("Keep the verification key OFF this host: whoever holds it can seal any epoch.")
+    return EX_OK
+
+
+def _shown_text(text: str) -> str:
+    from .textenc import neutralise
+
+    return neutralise(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     p = argparse.ArgumentParser(prog="claude-audit", description=__doc__)
@@ -264,6 +347,25 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--command", dest="command_text", default=None, help="a shell command text")
     rc.add_argument("argv", nargs="*", help="a command line, one argument per word (put it after --)")
     rc.set_defaults(fn=cmd_redact_check)
+    v = with_config(
+        sub.add_parser(
+            "verify",
+            help="verify the audit log's hash chain (exit 0 verified, 1 broken, 2 incomplete)",
+        )
+    )
+    v.add_argument("files", nargs="*", type=Path, help="log files, rotated ones too, in any order")
+    v.add_argument("--all", action="store_true", help="the config's audit log and all its rotated files")
+    v.add_argument("--key", default=None, help="verification key (hex) from `integrity setup`")
+    v.add_argument("--key-file", type=Path, default=None, help="file holding the verification key (hex)")
+    v.add_argument("--journal", action="store_true", help="also check against the journal's checkpoints")
+    v.add_argument("--journal-dir", type=Path, default=None, help="journal directory (journalctl -D)")
+    v.set_defaults(fn=cmd_verify)
+    integ = sub.add_parser("integrity", help="forward-secure sealing of the audit log")
+    isub = integ.add_subparsers(dest="integrity_command", required=True)
+    ist = isub.add_parser("setup", help="create the key file and print the verification key")
+    ist.add_argument("--key-file", type=Path, required=True, help="where the daemon's key file goes")
+    ist.add_argument("--force", action="store_true", help="replace an existing key file")
+    ist.set_defaults(fn=cmd_integrity_setup)
     return p
 
 

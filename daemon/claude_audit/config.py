@@ -222,6 +222,15 @@ class DaemonConfig(BaseModel):
     runtime_dir: AbsPath = Path("/run/claude-audit")
 
 
+class IntegrityConfig(BaseModel):
+    """[integrity]: the audit log's hash chain checkpoints and their optional forward-secure sealing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    checkpoint_interval_seconds: float = Field(default=60.0, ge=1.0, le=86_400.0)
+    key_file: AbsPath | None = None
+
+
 class Config(BaseModel):
     """The whole configuration file."""
 
@@ -234,6 +243,7 @@ class Config(BaseModel):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     redact: list[RedactRuleConfig] = Field(default_factory=list)
+    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
 
     @field_validator("redact")
     @classmethod

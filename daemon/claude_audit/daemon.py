@@ -31,6 +31,7 @@ import structlog
 
 from . import __version__, heartbeat, records
 from . import bpf_layout as L
+from .chain import resume as resume_chain
 from .config import Config, ConfigError, check_file_safety, load_config, privacy_policy
 from .decode import DecodeError, decode_event
 from .discovery import Matchers
@@ -41,6 +42,7 @@ from .procfs import ProcFS
 from .redact import load_or_create_key
 from .render import render
 from .rotate import RotatingFile
+from .sealing import Sealer, SealError
 from .sensor import PROBES, RingQueue, Sensor, SensorError, SensorSettings, boot_to_wall_offset_ns
 from .service import Notifier, StopRequest, remove_status, write_status
 from .tracker import Lost, NotWatched, Outcome, SessionEnded, SessionFound, Tracker
@@ -48,6 +50,8 @@ from .tracker import Lost, NotWatched, Outcome, SessionEnded, SessionFound, Trac
 log = structlog.get_logger("claude_audit")
 
 EX_SOFTWARE = 70
+EX_CONFIG = 78
+"""Exit status when the configured sealing key file cannot be used (sysexits: configuration error)."""
 """Exit status of a crash (sysexits: internal software error), so systemd's Restart=on-failure acts."""
 RECHECK_INTERVAL_SECONDS = 0.1
 """How often undecided candidates are looked at again in /proc while any are pending. Not every batch:
@@ -209,6 +213,7 @@ class Daemon:
                 "candidates_throttled": self.counters[L.COUNTER_CANDIDATE_THROTTLED],
                 "rejected_retriggers": self.counters[L.COUNTER_CANDIDATE_REJECTED_AGAIN],
             },
+            "chain": self._chain_status(),
             "queue_dropped": self.queue.dropped,
             "filtered_not_session": t.counts.not_session,
             "sessions_not_watched": t.counts.not_watched,
@@ -219,6 +224,20 @@ class Daemon:
                 for s in t.sessions.live()
             ],
         }
+
+    def _chain_status(self) -> dict[str, Any] | None:
+        assert self.out is not None
+        chain, sealer = self.out.chain, self.out.sealer
+        if chain is None:
+            return None
+        status: dict[str, Any] = {
+            "segment": chain.segment,
+            "seq": chain.seq,
+            "checkpoints": self.out.checkpoints,
+        }
+        if sealer is not None:
+            status |= {"sealed_epoch": sealer.state.epoch, "seal_key_write_failures": sealer.failed}
+        return status
 
     def status_text(self) -> str:
         """One line for systemctl status."""
@@ -275,12 +294,20 @@ class Daemon:
         self.hash_key = _hash_key(self.config)
         self.privacy = privacy_policy(self.config, self.hash_key)
         journal = JournalSink(self.config.journal.socket_path) if self.config.journal.enabled else None
+        state_dir = self.config.daemon.state_dir
+        key_file = self.config.integrity.key_file
+        # A key file that cannot be used is a set-up error (SealError, like a bad config): running on
+        # unsealed would silently give up what the admin asked for.
+        sealer = Sealer.load(key_file) if key_file is not None else None
         self.out = Output(
             self.host,
             _open_log(self.config),
             journal,
             self.started_ns,
             journal_choice=_journal_choice(self.config),
+            chain=resume_chain(state_dir, self.config.audit_log.path),
+            state_dir=state_dir,
+            sealer=sealer,
         )
         previous = heartbeat.read_previous(self.config.daemon.state_dir)
         self.sensor = self.sensor_factory(SensorSettings.from_config(self.config), self.queue)
@@ -335,6 +362,10 @@ class Daemon:
         try:
             self.start()
             self.main_loop()
+        except SealError as exc:
+            log.error("cannot use integrity.key_file", error=str(exc))
+            self.crash()
+            return EX_CONFIG
         except SensorError:
             self.crash()
             raise  # a set-up problem with its own message and exit status (cli.py)
@@ -390,9 +421,11 @@ class Daemon:
         next_recheck = now
         written_at_tick = self.out.records_written
         busy = False
+        checkpoint_every = self.config.integrity.checkpoint_interval_seconds
+        next_checkpoint = now + checkpoint_every
         while not self.signals.stop:
             now = time.monotonic()
-            due = min(next_scan, next_sweep, next_tick, next_watchdog)
+            due = min(next_scan, next_sweep, next_tick, next_watchdog, next_checkpoint)
             if len(self.tracker.candidates):
                 due = min(due, next_recheck)
             self.collect(busy, min(max(0.0, due - now), MAX_WAIT_SECONDS))
@@ -414,6 +447,9 @@ class Daemon:
             if now >= next_sweep:
                 self.tracker.sweep()
                 next_sweep = now + SWEEP_INTERVAL_SECONDS
+            if now >= next_checkpoint:
+                self.out.checkpoint()
+                next_checkpoint = now + checkpoint_every
             if now >= next_tick or self.status_changed:
                 self.report_losses()
                 self.out.flush()
@@ -445,6 +481,7 @@ class Daemon:
                 reason=self.signals.stop_reason or "stopped",
             )
         )
+        out.checkpoint(final=True)
         out.close()
         heartbeat.write(self.config.daemon.state_dir, _now_ns(), clean_stop=True)
         self._release()
@@ -468,6 +505,7 @@ class Daemon:
             except Exception:
                 log.exception("could not state the crash's losses")
             try:
+                out.checkpoint()  # not final: verify must see that this run did not end cleanly
                 out.close()
             except Exception:
                 log.exception("could not write the records made before the crash")

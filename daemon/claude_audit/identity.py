@@ -17,6 +17,7 @@ session or an invocation is first seen, never per exec record; user homes are ca
 from __future__ import annotations
 
 import pwd
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,10 @@ from typing import Any, Protocol
 
 from .bounded import read_user_file
 from .claude import SESSION_FILE_MAX, claude_env_info, claude_pid, parse_session_file, session_file_path
+from .events import USER_HZ
 from .procfs import ProcInfo
+from .tracecontext import TraceContext, trace_of
+from .transcript import find_transcript
 
 HOME_CACHE_MAX = 4096
 """Uids whose home directory is remembered (a bound, not a tuning knob)."""
@@ -98,8 +102,19 @@ def _home_of(uid: int) -> Path | None:
 class IdentityReader:
     """Reads session files and environments under the trust rules above; caches homes per uid."""
 
-    def __init__(self, proc: ProcReader, home_of: Callable[[int], Path | None] = _home_of) -> None:
+    def __init__(
+        self,
+        proc: ProcReader,
+        home_of: Callable[[int], Path | None] = _home_of,
+        boot_wall_ns: int | None = None,
+    ) -> None:
         self.proc = proc
+        self.boot_wall_ns = (
+            boot_wall_ns
+            if boot_wall_ns is not None
+            else time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        )
+        """Wall-clock time of boot: a root's start ticks as the time its transcript must be newer than."""
         self._home_of = home_of
         self._homes: dict[int, Path | None] = {}
         self.untrusted = 0
@@ -128,6 +143,32 @@ class IdentityReader:
         sf = parse_session_file(got.data, root.pid, root.start_ticks)
         return sf.claude_fields() if sf is not None else {}
 
+    def transcript(
+        self, root: RootId, cwd: str, session_id: str | None, home: Path | None = None
+    ) -> dict[str, Any]:
+        """claude.transcript_path (and, for a session whose id is not known yet, its id and version from
+        the transcript, labelled "transcript"), or {} if no single transcript is found. transcript.py
+        says how the user's directory is read. `home` is the HOME the session runs with (Claude Code
+        writes below it), else the user database's."""
+        home = home or self.home(root.uid)
+        if home is None:
+            return {}
+        projects = home / ".claude" / "projects"
+        # One second of slack: the file system's timestamps are coarser than the tick clock.
+        since = self.boot_wall_ns + root.start_ticks * (1_000_000_000 // USER_HZ) - 1_000_000_000
+        found = find_transcript(
+            self.proc.host_path(projects), cwd, uid=root.uid, since_ns=since, session_id=session_id
+        )
+        if found is None:
+            return {}
+        path, head = found
+        fields: dict[str, Any] = {"transcript_path": str(projects / path.parent.name / path.name)}
+        if session_id is None:
+            fields |= {"session_id": head.session_id, "identity_source": "transcript"}
+            if head.version is not None:
+                fields["version"] = head.version
+        return fields
+
     def environment(self, pid: int, start_ticks: int, root: RootId) -> dict[str, Any]:
         """claude.* fields from the environment of (pid, start_ticks) in root's session, if trusted."""
         info = self.proc.read(pid)
@@ -143,6 +184,25 @@ class IdentityReader:
         if not fields and inherited_claude_pid(env) not in (None, root.pid):
             self.untrusted += 1
         return fields
+
+    def invocation_environment(
+        self, pid: int, start_ticks: int, root: RootId, *, want_identity: bool
+    ) -> tuple[dict[str, Any], TraceContext | None]:
+        """One read of an invocation head's environment, if trusted: (identity fields if `want_identity`,
+        its W3C trace context). Called once per invocation, never per exec."""
+        info = self.proc.read(pid)
+        if info is None or info.start_ticks != start_ticks:
+            return {}, None
+        if not may_belong_to(info, root):
+            self.untrusted += 1
+            return {}, None
+        env = self.proc.environ(pid)
+        if not env:
+            return {}, None
+        fields = env_identity(env, root.pid) if want_identity else {}
+        if want_identity and not fields and inherited_claude_pid(env) not in (None, root.pid):
+            self.untrusted += 1
+        return fields, trace_of(env)
 
     def claude_pid_of(self, info: ProcInfo, root: RootId) -> int | None:
         """The CLAUDE_PID `info` inherited, read only if it may belong to root's session."""

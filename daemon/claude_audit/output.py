@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from . import records
+from .chain import Chain
 from .journal import DEFAULT_FIELDS, FieldChoice, JournalSink, journal_fields
 from .records import HostInfo
 from .rotate import RotatingFile
+from .sealing import Sealer
 from .textenc import dumps_line
 
 log = structlog.get_logger("claude_audit")
@@ -81,6 +84,9 @@ class Output:
         *,
         now_ns: Callable[[], int] = time.time_ns,
         journal_choice: FieldChoice = DEFAULT_FIELDS,
+        chain: Chain | None = None,
+        state_dir: Path | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.host = host
         self.journal_choice = journal_choice
@@ -92,6 +98,11 @@ class Output:
         self.records_written = 0
         self.queued_lines: list[bytes] = []
         self.ledger = LossLedger()
+        self.chain = chain
+        """Stamps each record's chain field as it is serialised, so what is chained is what is stored."""
+        self.state_dir = state_dir
+        self.sealer = sealer
+        self.checkpoints = 0
 
     def next_seq(self) -> int:
         """The next event.sequence number."""
@@ -100,7 +111,11 @@ class Output:
 
     def emit(self, record: dict[str, Any]) -> None:
         """Queue a record for the file and for journald (both sent by `write_queued`, once per batch)."""
+        if self.chain is not None:
+            self.chain.stamp(record)
         line = dumps_line(record)
+        if self.chain is not None:
+            self.chain.advance(line)
         self.queued_lines.append(line)
         self.records_written += 1
         if self.journal is not None:
@@ -113,6 +128,36 @@ class Output:
         self.log_file.flush()
         if self.journal is not None:
             self.journal.flush()
+        self._save_chain()
+
+    def _save_chain(self) -> None:
+        # After the lines reached the file, so the saved head is never ahead of what the file holds.
+        if self.chain is None or self.state_dir is None:
+            return
+        state = self.chain.state
+        if state is not None and state.seq != self.chain.saved_seq and state.save(self.state_dir):
+            self.chain.saved_seq = state.seq
+
+    def checkpoint(self, *, final: bool = False) -> None:
+        """Write a chain-checkpoint record naming the chain's head (sealed when a key is configured)."""
+        if self.chain is None or self.chain.state is None:
+            return
+        head = self.chain.state
+        seal = self.sealer.seal(head.segment, head.seq, head.head, final=final) if self.sealer else None
+        self.emit(
+            records.chain_checkpoint(
+                self.now_ns(),
+                self.host,
+                self.next_seq(),
+                segment=head.segment,
+                chain_seq=head.seq,
+                head=head.head,
+                final=final,
+                seal=seal,
+            )
+        )
+        self.checkpoints += 1
+        self.write_queued()
 
     def flush(self) -> None:
         """Write queued lines, and state any gap a write failure left."""

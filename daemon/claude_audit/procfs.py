@@ -271,6 +271,14 @@ class ProcFS:
                 return None
             raise
 
+    def cwd(self, pid: int, start_ticks: int) -> bytes | None:
+        """The working directory of (pid, start_ticks), or None if gone, reused or unreadable."""
+        try:
+            cwd = os.readlink(b"%s%d/cwd" % (self._prefix, pid))
+        except OSError:
+            return None
+        return cwd if self._same_start(pid, start_ticks) else None
+
     def _exe(self, pid: int) -> bytes | None:
         try:
             return os.readlink(b"%s%d/exe" % (self._prefix, pid))

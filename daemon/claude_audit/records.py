@@ -112,11 +112,19 @@ def _claude_object(claude: Mapping[str, Any]) -> dict[str, Any]:
     return dict(claude)
 
 
-def exec_record(ev: ExecEvent, host: HostInfo, claude: Mapping[str, Any], seq: int) -> dict[str, Any]:
+def exec_record(
+    ev: ExecEvent,
+    host: HostInfo,
+    claude: Mapping[str, Any],
+    seq: int,
+    *,
+    trace: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     """Map one exec of a tracked process to its ECS record.
 
     `claude` describes the session (at least "pid") and becomes the `claude` object as given; kernel
     facts live in `process`, `user`, `group` and `claude_audit`, so the mapping cannot overwrite them.
+    `trace` (trace id, span id) from the invocation's TRACEPARENT becomes ECS `trace.id` and `span.id`.
     """
     flags = set(ev.data_flags)
     if ev.args_truncated:
@@ -180,6 +188,10 @@ def exec_record(ev: ExecEvent, host: HostInfo, claude: Mapping[str, Any], seq: i
     rec["group"] = {"id": str(ev.gid)}
     rec["claude"] = _claude_object(claude)
     rec["claude_audit"] = audit
+    if trace is not None:
+        # ECS trace.id / span.id: the exec joins Claude Code's own OpenTelemetry trace (TRACEPARENT).
+        rec["trace"] = {"id": trace[0]}
+        rec["span"] = {"id": trace[1]}
     if raw:
         rec["raw"] = raw
     return rec
@@ -360,3 +372,23 @@ def unwatched_window(
     )
     rec["event"]["kind"] = "alert" if reason == "crash" else "event"
     return rec
+
+
+def chain_checkpoint(
+    now_ns: int,
+    host: HostInfo,
+    seq: int,
+    *,
+    segment: str,
+    chain_seq: int,
+    head: str,
+    final: bool,
+    seal: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Record the chain's head (segment, sequence number and hash of its last line) for journald and the
+    SIEM to keep: a log whose tail was cut no longer holds the line a checkpoint names. `final` marks
+    the one written at a clean stop; `seal` (epoch, mac) is present when checkpoints are keyed."""
+    checkpoint: dict[str, Any] = {"segment": segment, "seq": chain_seq, "head": head, "final": final}
+    if seal is not None:
+        checkpoint["seal"] = dict(seal)
+    return _lifecycle(now_ns, host, seq, "chain-checkpoint", type_="info", details={"checkpoint": checkpoint})

@@ -45,7 +45,9 @@ def render(
 
 def _build(outcome: Outcome, host: HostInfo, seq: int, now_ns: int) -> dict[str, Any] | None:
     if isinstance(outcome, ExecSeen):
-        return records.exec_record(outcome.event, host, outcome.claude, seq)
+        t = outcome.trace
+        trace = (t.trace_id, t.span_id) if t is not None else None
+        return records.exec_record(outcome.event, host, outcome.claude, seq, trace=trace)
     if isinstance(outcome, SessionFound):
         s, info = outcome.session, outcome.info
         proc = process_object(info.pid, s.executable, info.comm, info.cmdline)

@@ -27,6 +27,7 @@ from .events import ExecEvent, entity_id
 from .identity import RootId, inherited_claude_pid, may_belong_to
 from .procfs import ProcInfo
 from .textenc import text_field
+from .tracecontext import TraceContext
 
 SessionKey = tuple[int, int]
 """(root pid, root start ticks)."""
@@ -49,6 +50,8 @@ class Invocation:
     last_seen: float = 0.0
     command_shown: bool = False
     """A record already carried the command in full."""
+    trace: TraceContext | None = None
+    """The TRACEPARENT its head was given (W3C trace context), read once at its first exec."""
 
 
 @dataclass
@@ -192,6 +195,17 @@ class SessionTable:
     def is_new_invocation(self, s: Session, ev: ExecEvent) -> bool:
         """This exec is the first sight of an invocation head (the moment identity is worth re-reading)."""
         return ev.pid == ev.invocation and (ev.invocation, ev.invocation_start_ticks) not in s.invocations
+
+    def set_trace(self, s: Session, ev: ExecEvent, trace: TraceContext) -> None:
+        """Remember the trace context of the invocation `ev` belongs to."""
+        inv = s.invocations.get((ev.invocation, ev.invocation_start_ticks))
+        if inv is not None:
+            inv.trace = trace
+
+    def trace_of(self, s: Session, ev: ExecEvent) -> TraceContext | None:
+        """The trace context of the invocation `ev` belongs to, if it was given one."""
+        inv = s.invocations.get((ev.invocation, ev.invocation_start_ticks))
+        return inv.trace if inv is not None else None
 
     def claude_fields(self, s: Session, ev: ExecEvent) -> dict[str, Any]:
         """The `claude` object of an exec record: session root, invocation, command and origin."""

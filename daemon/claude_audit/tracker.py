@@ -11,16 +11,18 @@ adopted, /proc and the environment when an invocation's head first execs; never 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .candidates import Candidates, Confirmed, Rejected, Undecided
 from .candidates import Decision as CandidateDecision
 from .discovery import Matchers, find_roots, is_claude
 from .events import CandidateEvent, ExecEvent, ExitEvent, TrackFlag
-from .identity import IdentityReader
+from .identity import IdentityReader, RootId
 from .procfs import ProcFS, ProcInfo
 from .sessions import (
     KernelMaps,
@@ -32,6 +34,7 @@ from .sessions import (
     seed_descendants,
     tracked_elsewhere,
 )
+from .tracecontext import TraceContext
 
 NOT_WATCHED_MAX = 4096
 """Roots the kernel refused that are remembered (so each is reported once); a bound, not a knob."""
@@ -55,6 +58,8 @@ class ExecSeen:
     full_command: bool = True
     """This record shows its tool call's command in full (the invocation's first record); the others
     may carry an excerpt (privacy.py)."""
+    trace: TraceContext | None = None
+    """The W3C trace context the exec's invocation was given (TRACEPARENT), read once per invocation."""
 
 
 @dataclass(frozen=True)
@@ -282,17 +287,50 @@ class Tracker:
                 s = self.sessions.get(key)
                 assert s is not None
         s.execs += 1
-        if not s.has_file_identity and self.sessions.is_new_invocation(s, ev):
+        trace = None
+        new_invocation = self.sessions.is_new_invocation(s, ev)
+        rid = s.root_id
+        if new_invocation and rid is not None:
             # Claude Code writes its session file a moment after it starts; look again at each new
-            # invocation until it is there, and meanwhile use what it gave its children.
-            rid = s.root_id
-            if rid is not None:
+            # invocation until it is there, and meanwhile use what it gave its children. The
+            # invocation's environment is read once here, for that and for its trace context.
+            if not s.has_file_identity:
                 s.identity.update(self.identity.session_file(rid))
-                if "session_id" not in s.identity:
-                    s.identity.update(self.identity.environment(ev.pid, ev.start_ticks, rid))
+            want_identity = "session_id" not in s.identity
+            fields, trace = self.identity.invocation_environment(
+                ev.pid, ev.start_ticks, rid, want_identity=want_identity
+            )
+            s.identity.update(fields)
+            if "transcript_path" not in s.identity:
+                s.identity.update(self._transcript(s, rid))
         claude = self.sessions.claude_fields(s, ev)
-        out.append(ExecSeen(ev, claude, self.sessions.command_first_shown(s, ev)))
+        if new_invocation and trace is not None:
+            self.sessions.set_trace(s, ev, trace)
+        out.append(
+            ExecSeen(
+                ev,
+                claude,
+                full_command=self.sessions.command_first_shown(s, ev),
+                trace=self.sessions.trace_of(s, ev),
+            )
+        )
         return out
+
+    def _transcript(self, s: Session, rid: RootId) -> dict[str, Any]:
+        """Transcript fields, looked for at each new invocation until found (2.0.x: the session id)."""
+        # Claude Code writes below the HOME it runs with: the root's own environment says which. Read
+        # before the cwd, whose read checks the root's start time, so a reused pid is caught after both.
+        env = self.proc.environ(s.pid) or {}
+        home_raw = env.get(b"HOME", b"")
+        home = Path(os.fsdecode(home_raw)) if home_raw.startswith(b"/") and len(home_raw) <= 4096 else None
+        raw_cwd = self.proc.cwd(s.pid, s.start_ticks)
+        if raw_cwd is None:
+            return {}
+        cwd = s.identity.get("cwd")
+        if not isinstance(cwd, str):
+            cwd = raw_cwd.decode(errors="replace")
+        sid = s.identity.get("session_id")
+        return self.identity.transcript(rid, cwd, sid if isinstance(sid, str) else None, home)
 
     def on_exit(self, ev: ExitEvent) -> list[Outcome]:
         """A session root exited."""

@@ -158,3 +158,42 @@ def test_redact_check_without_rules(tmp_path: Path, capsys: pytest.CaptureFixtur
     cfg = _redact_cfg(tmp_path, "[privacy]\ndefault_rules = false\n")
     assert main(["redact-check", "--config", str(cfg), "--", "curl", "-u", "a:b"]) == 0
     assert "no redaction rules" in capsys.readouterr().out
+
+
+def test_verify_exit_statuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """verify exits 0 for an untouched log, 1 naming the first break for an edited one, 2 for an open
+    tail, 66 for a file it cannot read; --all takes the config's log and its rotated files."""
+    from chained_logs import write_run
+
+    log = tmp_path / "audit.jsonl"
+    write_run(log, tmp_path / "state", 20, max_bytes=3000)
+    cfg = _cfg(tmp_path, f'[audit_log]\npath = "{log}"\n')
+    assert main(["verify", "--all", "--config", str(cfg)]) == 0
+    assert capsys.readouterr().out.startswith("verified: ")
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:2] + lines[3:]))
+    assert main(["verify", "--all", "--config", str(cfg)]) == 1
+    out = capsys.readouterr().out
+    assert f"FIRST BREAK: {log}:3: break: deleted:" in out
+    log.write_bytes(b"".join(lines[:2]))
+    assert main(["verify", str(log)]) == 2
+    assert main(["verify", str(tmp_path / "nope")]) == 66
+
+
+def test_integrity_setup_prints_the_verification_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """setup prints key_0 once (and a sealed log verifies with it); a second setup is refused."""
+    from chained_logs import write_run
+
+    kf = tmp_path / "seal.key"
+    assert main(["integrity", "setup", "--key-file", str(kf)]) == 0
+    key = next(
+        ln.split(": ")[1] for ln in capsys.readouterr().out.splitlines() if ln.startswith("verification key")
+    )
+    log = tmp_path / "audit.jsonl"
+    write_run(log, tmp_path / "state", 6, key_file=kf)
+    assert main(["verify", "--key", key, str(log)]) == 0
+    assert main(["verify", "--key", "00" * 32, str(log)]) == 1
+    assert main(["verify", "--key", "xyz", str(log)]) == 64
+    assert main(["integrity", "setup", "--key-file", str(kf)]) == 73

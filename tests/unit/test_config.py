@@ -12,7 +12,14 @@ import pytest
 from pydantic import BaseModel
 
 from claude_audit import config
-from claude_audit.config import Config, ConfigError, check_file_safety, load_config, parse_config
+from claude_audit.config import (
+    Config,
+    ConfigError,
+    IntegrityConfig,
+    check_file_safety,
+    load_config,
+    parse_config,
+)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "etc" / "config.toml"
 # Commented-out settings start with "#" directly followed by the setting; prose starts with "# ".
@@ -78,7 +85,11 @@ def test_models_are_frozen() -> None:
 def test_sample_file_parses_to_defaults() -> None:
     """etc/config.toml as shipped (all commented) and with every setting uncommented both give defaults."""
     assert parse_config(tomllib.loads(SAMPLE.read_text()), SAMPLE) == Config()
-    assert parse_config(_uncommented_sample(), SAMPLE) == Config()
+    # TOML has no null: an opt-in path (integrity.key_file) is shown with an example value.
+    opt_in = Config().model_copy(
+        update={"integrity": IntegrityConfig(key_file=Path("/var/lib/claude-audit/seal.key"))}
+    )
+    assert parse_config(_uncommented_sample(), SAMPLE) == opt_in
 
 
 def test_sample_file_documents_every_key() -> None:

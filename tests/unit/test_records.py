@@ -325,3 +325,17 @@ def test_accepted_values_are_the_documented_ones() -> None:
         "held-at-stop",
         "crash",
     } == records.LOST_WHERE
+
+
+def test_exec_record_carries_trace_context() -> None:
+    """A trace context becomes ECS trace.id and span.id; without one neither field exists."""
+    from builders import exec_event
+
+    ev = exec_event()
+    rec = records.exec_record(
+        ev, HOST, {"pid": 1}, 1, trace=("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    )
+    assert rec["trace"] == {"id": "4bf92f3577b34da6a3ce929d0e0e4736"}
+    assert rec["span"] == {"id": "00f067aa0ba902b7"}
+    plain = records.exec_record(ev, HOST, {"pid": 1}, 1)
+    assert "trace" not in plain and "span" not in plain

@@ -138,6 +138,34 @@ def test_environment_is_read_once_per_invocation(tmp_path: Path) -> None:
     assert "session_id" not in seen.claude  # type: ignore[union-attr]
 
 
+def test_traceparent_of_an_invocation_is_on_its_records(tmp_path: Path) -> None:
+    """With a session file in place (no identity needed from the environment), the invocation head's
+    environment is still read once, for TRACEPARENT; later execs of the invocation carry the same trace
+    context without another read; an invalid TRACEPARENT gives none."""
+    cap = captured_proc(tmp_path)
+    _place_session_file(cap)
+    env = cap.proc.environ(16752)
+    assert env is not None
+    trace = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    cap.set_environ(16752, {**env, b"TRACEPARENT": trace})
+    t = _tracker(cap)
+    t.scan("startup")
+    t.sessions.get((ROOT, cap.start_ticks(ROOT))).invocations.clear()  # type: ignore[union-attr]
+    ev = _wrapper_exec(cap)
+    [seen] = t.on_exec(ev)
+    assert isinstance(seen, ExecSeen) and seen.trace is not None
+    assert (seen.trace.trace_id, seen.trace.span_id) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+    )
+    cap.set_environ(16752, env)  # were it read again, the trace would be gone
+    [again] = t.on_exec(ev)
+    assert again.trace == seen.trace  # type: ignore[union-attr]
+    cap.set_environ(16753, {**env, b"TRACEPARENT": trace.upper()})
+    [other] = t.on_exec(_wrapper_exec(cap, 16753))
+    assert other.trace is None  # type: ignore[union-attr]
+
+
 def test_nested_claude_stays_in_the_outer_session(tmp_path: Path) -> None:
     """A second Claude process started by a tool call is seeded into the outer session and not adopted
     as a session of its own by later scans."""
