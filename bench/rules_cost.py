@@ -115,11 +115,8 @@ def main() -> int:
     )
     print(f"records {len(recs)} x {a.reps} reps; alerts per rep {matched}")
     print(f"detection CPU per exec record, full pack: min {min(per):.2f} us, median {med(per):.2f} us")
-    print(
-        print(
-            f"  of which field mapping + parent table: min {min(mapping):.2f} us, median {med(mapping):.2f} us"
-        )
-    )
+    mapped = f"min {min(mapping):.2f} us, median {med(mapping):.2f} us"
+    print(f"  of which field mapping + parent table: {mapped}")
     print(
         f"exec record + JSON line, same run: min {min(record_cost):.2f} us, "
         f"median {med(record_cost):.2f} us; detection / record = {med(per) / med(record_cost):.2f}"
