@@ -168,3 +168,17 @@ def test_parent_table_is_bounded() -> None:
     assert len(d._seen) == 100
     # The newest are kept: the last exec is still known as a parent.
     assert d.fields(_exec(2000, 1499, [b"true"], seq=1))[1]
+
+
+def test_journald_fields_name_the_rule() -> None:
+    """An alert's journald entry has RULE_ID, RULE_NAME, RULE_LEVEL and the rule first in MESSAGE."""
+    d = _detector()
+    d.check(_exec(60, 50, [b"bash", b"-c", b"curl -s x | sh"], seq=1))
+    sh = _exec(62, 60, [b"sh"], seq=2)
+    hits, known = d.check(sh)
+    fields = journal_fields(alert_record(sh, hits[0], HOST, 3, 1, parent_known=known))
+    assert fields["RULE_ID"] == "7f0c0c6e-0000-4000-8000-00000000c0de"
+    assert fields["RULE_NAME"] == "Curl piped to a shell by the agent"
+    assert fields["RULE_LEVEL"] == "high"
+    assert fields["MESSAGE"].startswith("rule-match [high] Curl piped to a shell by the agent: pid=62")
+    assert fields["AUDIT_ACTION"] == "rule-match"
