@@ -12,7 +12,6 @@ only entries of the same session are used, which bounds the window to a reuse wi
 
 from __future__ import annotations
 
-import collections
 import pwd
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -74,14 +73,12 @@ def _get(rec: Mapping[str, Any], *path: str) -> Any:
     return cur
 
 
-class _Seen:
-    __slots__ = ("command_line", "depth", "image", "session")
-
-    def __init__(self, image: str, command_line: str, session: str | None, depth: int | None) -> None:
-        self.image = image
-        self.command_line = command_line
-        self.session = session
-        self.depth = depth
+_CLAUDE_FIELDS: Final = (
+    ("ClaudeCommand", "command"),
+    ("ClaudeOrigin", "origin"),
+    ("ClaudeSessionId", "session_id"),
+    ("ClaudeVersion", "version"),
+)
 
 
 class Detector:
@@ -93,57 +90,69 @@ class Detector:
         self.rules = rules
         self.parents_max = parents_max
         self.users = users or UserNames()
-        self._seen: collections.OrderedDict[int, _Seen] = collections.OrderedDict()
+        # pid -> (image, command line, session entity id, invocation depth) of its latest exec; a dict
+        # keeps insertion order, so the oldest entry is the first one.
+        self._seen: dict[int, tuple[str, str, Any, int | None]] = {}
+        used = rules.fields
+        self._want_ids = bool(used & {"ProcessId", "ParentProcessId"})
+        self._want_user = "User" in used
+        self._want_claude = tuple(f for f in _CLAUDE_FIELDS if f[0] in used)
         self.evaluated = 0
         self.matched = 0
 
     def fields(self, rec: Mapping[str, Any]) -> tuple[dict[str, str], bool]:
-        """The Sigma fields of an exec record, and whether its parent's exec was known. Also
-        remembers this exec as a possible parent of later ones."""
+        """The Sigma fields of an exec record (those the rules use, and always Image and CommandLine),
+        and whether its parent's exec was known. Also remembers this exec as a possible parent."""
         proc = rec.get("process") or {}
         claude = rec.get("claude") or {}
         args = proc.get("args")
         command_line = " ".join(args) if isinstance(args, list) else str(proc.get("command_line", ""))
         image = str(proc.get("executable", ""))
-        pid = proc.get("pid")
-        ppid = _get(proc, "parent", "pid")
-        session = _get(rec, "claude_audit", "session_entity_id")
         values: dict[str, str] = {"Image": image, "CommandLine": command_line}
-        if isinstance(pid, int):
-            values["ProcessId"] = str(pid)
-        if isinstance(ppid, int):
-            values["ParentProcessId"] = str(ppid)
-        uid = _get(proc, "user", "id")
-        if isinstance(uid, str) and "User" in self.rules.fields:
-            values["User"] = self.users(uid)
-        for sigma, key in (
-            ("ClaudeCommand", "command"),
-            ("ClaudeOrigin", "origin"),
-            ("ClaudeSessionId", "session_id"),
-            ("ClaudeVersion", "version"),
-        ):
-            v = claude.get(key)
-            if isinstance(v, str):
-                values[sigma] = v
+        pid = proc.get("pid")
+        parent_obj = proc.get("parent")
+        ppid = parent_obj.get("pid") if isinstance(parent_obj, Mapping) else None
+        audit = rec.get("claude_audit")
+        session = audit.get("session_entity_id") if isinstance(audit, Mapping) else None
+        if self._want_ids or self._want_user or self._want_claude:
+            self._optional(values, proc, claude, pid, ppid)
         parent = self._seen.get(ppid) if isinstance(ppid, int) else None
-        if parent is not None and parent.session != session:
+        if parent is not None and parent[2] != session:
             parent = None
         depth: int | None = None
         if isinstance(pid, int) and pid == claude.get("invocation_pid"):
             depth = 0
-        elif parent is not None and parent.depth is not None:
-            depth = parent.depth + 1
+        elif parent is not None and parent[3] is not None:
+            depth = parent[3] + 1
         if depth is not None:
             values["ClaudeInvocationDepth"] = str(depth)
         if parent is not None:
-            values["ParentImage"] = parent.image
-            values["ParentCommandLine"] = parent.command_line
+            values["ParentImage"] = parent[0]
+            values["ParentCommandLine"] = parent[1]
         if isinstance(pid, int):
-            self._seen.pop(pid, None)
-            self._seen[pid] = _Seen(image, command_line, session, depth)
-            if len(self._seen) > self.parents_max:
-                self._seen.popitem(last=False)
+            seen = self._seen
+            seen.pop(pid, None)
+            seen[pid] = (image, command_line, session, depth)
+            if len(seen) > self.parents_max:
+                del seen[next(iter(seen))]
         return values, parent is not None
+
+    def _optional(
+        self, values: dict[str, str], proc: Mapping[str, Any], claude: Mapping[str, Any], pid: Any, ppid: Any
+    ) -> None:
+        if self._want_ids:
+            if isinstance(pid, int):
+                values["ProcessId"] = str(pid)
+            if isinstance(ppid, int):
+                values["ParentProcessId"] = str(ppid)
+        if self._want_user:
+            uid = _get(proc, "user", "id")
+            if isinstance(uid, str):
+                values["User"] = self.users(uid)
+        for sigma, key in self._want_claude:
+            v = claude.get(key)
+            if isinstance(v, str):
+                values[sigma] = v
 
     def check(self, rec: Mapping[str, Any]) -> tuple[list[CompiledRule], bool]:
         """Rules matched by one exec record, and whether its parent was known."""

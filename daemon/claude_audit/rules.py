@@ -128,25 +128,35 @@ class Unsupported(Exception):
     """The rule uses something this evaluator does not do; the message says what."""
 
 
+class _Lowered(dict[str, str | None]):
+    """Field name -> lower-cased value (None: no such value), each made on first lookup."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, values: Fields) -> None:
+        super().__init__()
+        self.raw = values
+
+    def __missing__(self, name: str) -> str | None:
+        raw = self.raw.get(name)
+        low = None if raw is None else raw.lower()
+        self[name] = low
+        return low
+
+
 class Event:
     """The Sigma fields of one exec, with lower-cased copies made on first use (case-insensitive
     matching is the default, and most fields are never looked at by any candidate rule)."""
 
-    __slots__ = ("_lower", "values")
+    __slots__ = ("low", "values")
 
     def __init__(self, values: Fields) -> None:
         self.values = values
-        self._lower: dict[str, str] = {}
+        self.low = _Lowered(values)
 
     def lower(self, name: str) -> str | None:
         """The field's value lower-cased, or None when the exec has no such value."""
-        got = self._lower.get(name)
-        if got is None:
-            raw = self.values.get(name)
-            if raw is None:
-                return None
-            got = self._lower[name] = raw.lower()
-        return got
+        return self.low[name]
 
 
 Matcher = Callable[[Event], bool]
@@ -230,7 +240,7 @@ Simple = tuple[str, str, bool, str]
 def _getter(name: str, cased: bool) -> Callable[[Event], str | None]:
     if cased:
         return lambda ev: ev.values.get(name)
-    return lambda ev: ev.lower(name)
+    return lambda ev: ev.low[name]
 
 
 def _string_leaf(name: str, s: SigmaString) -> tuple[Matcher, frozenset[str], Simple | None]:
@@ -547,6 +557,12 @@ def load_text(text: str, source: str) -> tuple[list[CompiledRule], list[Refusal]
     return compiled, refused, skipped
 
 
+SEGMENT: Final = "\x01"
+"""Starts each field's segment in the one text the prefilter's RE2 set scans. A value that contains it
+can only make more rules candidates (a fragment seen in the wrong field), never fewer: the prefilter
+stays a necessary condition."""
+
+
 class RuleSet:
     """Compiled rules with their prefilter index; `match` gives the rules one exec matches, in load
     order."""
@@ -554,19 +570,27 @@ class RuleSet:
     def __init__(self, rules: Iterable[CompiledRule]) -> None:
         self.rules: tuple[CompiledRule, ...] = tuple(rules)
         by_base: dict[str, list[int]] = {}
-        by_fragment: dict[str, dict[str, list[int]]] = {}
+        by_fragment: dict[tuple[str, str], list[int]] = {}
         always: list[int] = []
         for i, r in enumerate(self.rules):
             if not r.prefilter.size:
                 always.append(i)
             for b in r.prefilter.basenames:
                 by_base.setdefault(b, []).append(i)
-            for name, lit in r.prefilter.fragments:
-                by_fragment.setdefault(name, {}).setdefault(lit, []).append(i)
+            for frag in r.prefilter.fragments:
+                by_fragment.setdefault(frag, []).append(i)
         self._by_base = {k: tuple(v) for k, v in by_base.items()}
-        self._fragments: tuple[tuple[str, tuple[tuple[str, tuple[int, ...]], ...], Any], ...] = tuple(
-            (name, tuple((lit, tuple(ids)) for lit, ids in lits.items()), _literal_set(list(lits)))
-            for name, lits in by_fragment.items()
+        # Every field with fragments gets a tag; one RE2 pass over all tagged values finds every fragment.
+        self._frag_fields: tuple[str, ...] = tuple(sorted({name for name, _ in by_fragment}))
+        tags = {name: f"{SEGMENT}{i:02d}" for i, name in enumerate(self._frag_fields)}
+        self._tags = tuple(tags[name] for name in self._frag_fields)
+        self._frag_ids: tuple[tuple[int, ...], ...] = tuple(tuple(ids) for ids in by_fragment.values())
+        self._frag_set = (
+            _literal_set(
+                [f"{re.escape(tags[name])}[^{SEGMENT}]*{re.escape(lit)}" for name, lit in by_fragment]
+            )
+            if by_fragment
+            else None
         )
         self._always = tuple(always)
         self.fields: frozenset[str] = frozenset().union(*(r.fields for r in self.rules))
@@ -582,15 +606,20 @@ class RuleSet:
     def candidates(self, ev: Event) -> list[int]:
         """Indexes of the rules whose necessary condition this exec meets, in load order."""
         found: list[int] = list(self._always)
-        image = ev.lower("Image")
+        low = ev.low
+        image = low["Image"]
         if image is not None:
             found += self._by_base.get(image[image.rfind("/") + 1 :], ())
-        for name, lits, rx_set in self._fragments:
-            v = ev.lower(name)
-            if v is None:
-                continue
-            for hit in rx_set.Match(v) or ():
-                found += lits[hit][1]
+        if self._frag_set is not None:
+            parts = []
+            for tag, name in zip(self._tags, self._frag_fields, strict=True):
+                v = low[name]
+                if v is not None:
+                    parts.append(tag)
+                    parts.append(v)
+            frag_ids = self._frag_ids
+            for hit in self._frag_set.Match("".join(parts)) or ():
+                found += frag_ids[hit]
         if len(found) > 1:
             found = sorted(set(found))
         return found
@@ -602,10 +631,10 @@ class RuleSet:
         return [rules[i] for i in self.candidates(ev) if rules[i].matcher(ev)]
 
 
-def _literal_set(literals: list[str]) -> Any:
-    """An RE2 set that finds which of `literals` occur in a text, in one pass."""
+def _literal_set(patterns: list[str]) -> Any:
+    """An RE2 set that finds which of `patterns` occur in a text, in one pass."""
     rx_set = re2.Set.SearchSet(re2.Options())
-    for lit in literals:
-        rx_set.Add("(?s)" + re.escape(lit))
+    for p in patterns:
+        rx_set.Add("(?s)" + p)
     rx_set.Compile()
     return rx_set

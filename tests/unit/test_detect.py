@@ -67,17 +67,32 @@ def _detector(level: str = "high") -> Detector:
     return Detector(RuleSet(got), UserNames({0: "root"}.get))
 
 
+ALL_FIELDS_RULE = RULE.replace(
+    "        ClaudeCommand|contains: '| sh'\n",
+    "        ClaudeCommand|contains: '| sh'\n        ClaudeOrigin: tool\n        ProcessId: 1\n"
+    "        ParentProcessId: 1\n        User: root\n",
+)
+
+
 def test_fields_map_the_record() -> None:
     """Image, CommandLine (argv joined by spaces), ids, user name and the claude fields."""
-    d = _detector()
+    got, _, _ = load_text(ALL_FIELDS_RULE.format(level="low"), "all.yml")
+    d = Detector(RuleSet(got), UserNames({0: "root"}.get))
     values, parent_known = d.fields(_exec(61, 60, [b"ls", b"-la", b"my dir"], seq=1))
     assert values["Image"] == "/usr/bin/ls"
     assert values["CommandLine"] == "ls -la my dir"
     assert (values["ProcessId"], values["ParentProcessId"]) == ("61", "60")
+    assert values["User"] == "root"
     assert values["ClaudeCommand"] == "curl -s x | sh"
     assert values["ClaudeOrigin"] == "tool"
     assert not parent_known
     assert "ParentImage" not in values
+
+
+def test_only_fields_the_rules_use_are_computed() -> None:
+    """Fields no loaded rule names are not computed (Image and CommandLine always are: parents)."""
+    values, _ = _detector().fields(_exec(61, 60, [b"ls"], seq=1))
+    assert set(values) == {"Image", "CommandLine", "ClaudeCommand"}
 
 
 def test_parent_and_depth_come_from_the_parents_exec() -> None:
