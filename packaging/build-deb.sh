@@ -1,6 +1,6 @@
 #!/bin/bash
 # Builds dist/claude-audit_<version>_all.deb with dpkg-deb. The wheel of claude-audit and wheels of
-# its PyPI dependencies (pydantic, structlog, sdnotify, orjson and theirs) are vendored into
+# its PyPI dependencies (pydantic, structlog, sdnotify, pySigma, orjson and theirs) are vendored into
 # /usr/share/claude-audit/wheels, so installing needs no network: postinst makes a venv at
 # /usr/lib/claude-audit (--system-site-packages, to see Debian's python3-bpfcc) from them.
 set -euo pipefail
@@ -15,12 +15,22 @@ wheels="$root/usr/share/claude-audit/wheels"
 mkdir -p "$wheels" "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/claude-audit" \
   "$root/etc/logrotate.d" "$root/usr/share/doc/claude-audit" "$root/usr/share/claude-audit/bpf"
 
-# Wheels: ours (no deps) + dependencies for CPython 3.11 x86_64 (pydantic-core is binary).
+# Wheels: ours (no deps) + its dependencies as pyproject.toml lists them (one list, so a new dependency
+# cannot be forgotten here), for CPython 3.11 (Debian 12) and 3.13 (Debian 13) on x86_64: pydantic-core,
+# pyyaml, google-re2 and jq (pySigma's) are binary; postinst's pip picks the ones its python takes.
+# sdnotify is published only as an sdist, which pip cannot fetch for another python version: it is pure
+# Python, fetched once and made a wheel below.
 .venv/bin/pip wheel -q --no-deps -w "$wheels" .
-.venv/bin/pip download -q -d "$wheels" --only-binary=:all: --python-version 3.11 \
-  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --implementation cp \
-  "pydantic>=2.5,<3" "structlog>=23.1" "sdnotify>=0.3.2" "orjson>=3.9" 2>/dev/null \
-  || .venv/bin/pip download -q -d "$wheels" "pydantic>=2.5,<3" "structlog>=23.1" "sdnotify>=0.3.2" "orjson>=3.9"
+mapfile -t deps < <($PY -c 'import tomllib;print("\n".join(tomllib.load(open("pyproject.toml","rb"))["project"]["dependencies"]))')
+binary_deps=()
+for d in "${deps[@]}"; do
+  case "$d" in sdnotify*) .venv/bin/pip download -q --no-deps -d "$wheels" "$d" ;; *) binary_deps+=("$d") ;; esac
+done
+for pyver in 3.11 3.13; do
+  .venv/bin/pip download -q -d "$wheels" --only-binary=:all: --python-version "$pyver" \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+    --implementation cp "${binary_deps[@]}"
+done
 # sdnotify is sdist-only on PyPI: turn any sdist into a wheel so install is pure wheel.
 for sd in "$wheels"/*.tar.gz; do
   [ -e "$sd" ] || continue

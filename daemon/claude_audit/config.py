@@ -210,6 +210,19 @@ class PrivacyConfig(BaseModel):
     command_excerpt_chars: int = Field(default=256, ge=0, le=1_048_576)
 
 
+AbsGlob = Annotated[str, AfterValidator(_not_blank), AfterValidator(lambda s: str(_absolute(Path(s))))]
+
+
+class RulesConfig(BaseModel):
+    """[rules]: Sigma rules evaluated over every exec record (alerts in the same log and journald)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    enabled: bool = True
+    shipped_pack: bool = True
+    paths: list[AbsGlob] = Field(default_factory=lambda: ["/etc/claude-audit/rules.d/*.yml"])
+
+
 class DaemonConfig(BaseModel):
     """[daemon]: process-wide settings."""
 
@@ -240,6 +253,7 @@ class Config(BaseModel):
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     redact: list[RedactRuleConfig] = Field(default_factory=list)

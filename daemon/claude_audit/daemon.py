@@ -34,6 +34,7 @@ from . import bpf_layout as L
 from .chain import resume as resume_chain
 from .config import Config, ConfigError, check_file_safety, load_config, privacy_policy
 from .decode import DecodeError, decode_event
+from .detect import Detector, alert_record
 from .discovery import Matchers
 from .journal import FieldChoice, JournalSink
 from .output import Output
@@ -42,10 +43,11 @@ from .procfs import ProcFS
 from .redact import load_or_create_key
 from .render import render
 from .rotate import RotatingFile
+from .rulefiles import LoadedRules, load_rules
 from .sealing import Sealer, SealError
 from .sensor import PROBES, RingQueue, Sensor, SensorError, SensorSettings, boot_to_wall_offset_ns
 from .service import Notifier, StopRequest, remove_status, write_status
-from .tracker import Lost, NotWatched, Outcome, SessionEnded, SessionFound, Tracker
+from .tracker import ExecSeen, Lost, NotWatched, Outcome, SessionEnded, SessionFound, Tracker
 
 log = structlog.get_logger("claude_audit")
 
@@ -123,6 +125,8 @@ class Daemon:
         """A session was found or ended: the status file says so at once, not at the next idle tick."""
         self.hash_key = b""
         self.privacy: Privacy | None = None
+        self.rules: LoadedRules | None = None
+        self.detector: Detector | None = None
 
     # -- the pipeline ---------------------------------------------------------------------------------
     def publish(self, outcomes: Iterable[Outcome]) -> None:
@@ -135,6 +139,9 @@ class Daemon:
             rec = render(o, self.host, self.out.next_seq(), _now_ns(), self.privacy)
             if rec is not None:
                 self.out.emit(rec)
+                # On the record as stored (after redaction): an alert never carries what the log does not.
+                if isinstance(o, ExecSeen) and self.detector is not None:
+                    self.detect(rec)
             if isinstance(o, SessionFound | SessionEnded | NotWatched):
                 self.status_changed = True
             if isinstance(o, SessionFound):
@@ -146,6 +153,27 @@ class Daemon:
                 )
             elif isinstance(o, NotWatched):
                 log.error("session not watched", pid=o.info.pid, error=o.error)
+
+    def detect(self, rec: dict[str, Any]) -> None:
+        """Alert records for the rules an exec record matches, right after it."""
+        assert self.out is not None and self.detector is not None
+        hits, parent_known = self.detector.check(rec)
+        for rule in hits:
+            self.out.emit(
+                alert_record(rec, rule, self.host, self.out.next_seq(), _now_ns(), parent_known=parent_known)
+            )
+
+    def load_rules(self, config: Config) -> None:
+        """Compile the rules the config names; every refusal is logged (and stated in daemon-started and
+        status). The new set replaces the old one whole, so a reload never runs half of each."""
+        loaded = load_rules(config.rules)
+        for r in loaded.refused:
+            log.warning("sigma rule refused", file=r.source, id=r.rule_id, title=r.title, reason=r.reason)
+        self.rules = loaded
+        self.detector = Detector(loaded.ruleset) if len(loaded.ruleset) else None
+        log.info(
+            "sigma rules loaded", loaded=len(loaded.ruleset), refused=len(loaded.refused), files=loaded.files
+        )
 
     def handle_raw(self, raw: bytes) -> None:
         """Decode one ring-buffer record and pass it on; a bad record is counted and skipped."""
@@ -219,6 +247,12 @@ class Daemon:
             "sessions_not_watched": t.counts.not_watched,
             "pending_candidates": len(t.candidates),
             "evicted": dataclasses.asdict(t.sessions.evicted),
+            "rules": {
+                "loaded": len(self.rules.ruleset) if self.rules else 0,
+                "refused": len(self.rules.refused) if self.rules else 0,
+                "execs_checked": self.detector.evaluated if self.detector else 0,
+                "alerts": self.detector.matched if self.detector else 0,
+            },
             "sessions": [
                 {"pid": s.pid, "entity_id": s.entity_id, "how": s.how, "execs": s.execs, **s.identity}
                 for s in t.sessions.live()
@@ -284,6 +318,8 @@ class Daemon:
         self.tracker.matchers = Matchers.from_config(new.discovery)
         self.privacy = privacy_policy(new, self.hash_key)
         self.out.journal_choice = _journal_choice(new)
+        # Rule files may have changed even when the config did not: read them again.
+        self.load_rules(new)
         self.config = new
         log.info("config reloaded")
 
@@ -310,6 +346,8 @@ class Daemon:
             sealer=sealer,
         )
         previous = heartbeat.read_previous(self.config.daemon.state_dir)
+        # Before the probes: compiling the rules takes a moment, and nothing waits in the ring meanwhile.
+        self.load_rules(self.config)
         self.sensor = self.sensor_factory(SensorSettings.from_config(self.config), self.queue)
         attached_ns = _now_ns()
         self.tracker = Tracker(
@@ -328,6 +366,7 @@ class Daemon:
                 sessions=found,
                 probes=list(PROBES),
                 kernel=self.sensor.kernel_facts(),
+                rules=self.rules.summary() if self.rules else None,
             )
         )
         if previous is not None:

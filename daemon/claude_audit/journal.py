@@ -210,6 +210,9 @@ _STRUCTURED: Final = (
     ("PROCESS_ENTITY_ID", "process.entity_id"),
     ("USER_ID", "user.id"),
     ("AUDIT_FLAGS", "claude_audit.flags"),
+    ("RULE_ID", "rule.id"),
+    ("RULE_NAME", "rule.name"),
+    ("RULE_LEVEL", "claude_audit.alert.level"),
 )
 
 
@@ -231,6 +234,10 @@ def _priority(record: Mapping[str, Any], action: str | None) -> int:
 
 def _message(record: Mapping[str, Any], action: str | None, text_chars: int = 256) -> str:
     parts = [action or "event"]
+    rule = _scalar(_get(record, "rule.name"))
+    if rule is not None:
+        # An alert says which rule fired before anything else.
+        parts.append(f"[{_scalar(_get(record, 'claude_audit.alert.level')) or 'alert'}] {rule}:")
     for label, path in (("pid", "process.pid"), ("ppid", "process.parent.pid")):
         v = _scalar(_get(record, path))
         if v is not None:

@@ -219,8 +219,12 @@ def daemon_started(
     sessions: int,
     probes: list[str],
     kernel: Mapping[str, str] | None = None,
+    rules: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Record that the daemon started: its version, pid, config, sessions found and probes attached.
+
+    `rules` (Sigma rules loaded and refused, each refusal with file, id and reason) goes to
+    `claude_audit.rules`.
 
     `config_path` None (running on defaults, no file) leaves `claude_audit.config_path` out. `kernel`
     (release, and how this kernel's differences were handled) goes to `claude_audit.kernel`.
@@ -231,6 +235,8 @@ def daemon_started(
     details |= {"sessions": sessions, "probes": list(probes)}
     if kernel is not None:
         details["kernel"] = dict(kernel)
+    if rules is not None:
+        details["rules"] = dict(rules)
     rec = _lifecycle(now_ns, host, seq, "daemon-started", type_="start", details=details)
     rec["service"] = {"name": "claude-audit", "version": version}
     return rec

@@ -250,6 +250,16 @@ def _config_rejected(
     return _RED, "CONFIG REJECTED " + _field(audit, "error")
 
 
+def _rule_match(rec: Mapping[str, Any], _claude: Mapping[str, Any], audit: Mapping[str, Any]) -> _Styled:
+    rule = _obj(rec, "rule")
+    process = _obj(rec, "process")
+    level = _field(_obj(audit, "alert"), "level")
+    return (
+        _RED,
+        f"ALERT {level} {_field(rule, 'name')} (pid {_field(process, 'pid')}) | {_argv_text(process)}",
+    )
+
+
 _LIFECYCLE: Final[dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], _Styled]]] = {
     "session-found": _session_found,
     "session-ended": _session_ended,
@@ -257,6 +267,7 @@ _LIFECYCLE: Final[dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Mapp
     "daemon-started": _daemon_started,
     "daemon-stopped": _daemon_stopped,
     "config-rejected": _config_rejected,
+    "rule-match": _rule_match,
 }
 
 
