@@ -76,7 +76,28 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config, path = _load(args.config)
     print(f"config OK: {path or 'built-in defaults'}")
     print(json.dumps(config.model_dump(mode="json"), indent=2))
+    for line in enforce_summary(config):
+        print(line)
     return EX_OK
+
+
+def enforce_summary(config: Config) -> list[str]:
+    """The effective deny rules as the kernel will apply them, one line each (users as uids)."""
+    e = config.enforce
+    lines = [
+        f"enforce: mode {e.mode}, {len(e.deny)} deny rule(s)" + (" (none loaded)" if e.mode == "off" else "")
+    ]
+    for r in e.deny:
+        if r.program is not None:
+            target = f"program {r.program!r}"
+        elif r.path is not None:
+            target = f"path {r.path!r}"
+        else:
+            target = f"path prefix {r.path_prefix!r}"
+        args = f" args starting {r.args!r}" if r.args else ""
+        users = f" for uids {r.uids()}" if r.users else " for every user"
+        lines.append(f"  {r.id}: {target}{args}{users}: {r.reason}")
+    return lines
 
 
 def cmd_doctor(_args: argparse.Namespace) -> int:
