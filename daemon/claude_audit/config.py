@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from . import bpf_layout as L
+
 DEFAULT_CONFIG_PATH: Final = Path("/etc/claude-audit/config.toml")
 
 TASK_COMM_LEN: Final = 16
@@ -163,18 +165,17 @@ class DaemonConfig(BaseModel):
     runtime_dir: AbsPath = Path("/run/claude-audit")
 
 
-DENY_PATH_MAX_BYTES: Final = 255
-"""Longest path or path prefix a deny rule may name: the kernel compares the first 256 bytes of the path
-(255 and the NUL that ends an exact path)."""
-DENY_PROGRAM_MAX_BYTES: Final = 63
-"""Longest program name (basename) a deny rule may name (the kernel's key holds 64 bytes with the NUL)."""
-DENY_ARGS_MAX_BYTES: Final = 255
+DENY_PATH_MAX_BYTES: Final = L.DENY_PATH_KEY_LEN - 1
+"""Longest path or path prefix a deny rule may name: the kernel's key holds 255 bytes of path, and an
+exact path is stored with its NUL."""
+DENY_PROGRAM_MAX_BYTES: Final = L.DENY_NAME_LEN - 1
+DENY_ARGS_MAX_BYTES: Final = L.DENY_ARGS_LEN - 1
 """Most bytes of leading arguments a rule may require, each argument counted with its NUL."""
-DENY_USERS_MAX: Final = 8
-MAX_DENY_RULES: Final = 256
-DENY_RULES_PER_KEY: Final = 16
-"""Most rules the kernel checks for one exec: those on its exact path, on each prefix of it, and on its
-program name are looked up separately, and each lookup yields at most this many rules."""
+DENY_USERS_MAX: Final = L.DENY_USERS
+MAX_DENY_RULES: Final = L.ENFORCE_MAX_RULES
+DENY_RULES_PER_KEY: Final = L.DENY_SLOTS
+"""Most rules the kernel checks per lookup: the program name and the path (exact or longest prefix) are
+looked up separately, and each lookup yields at most this many rules."""
 _RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 

@@ -22,7 +22,8 @@ from .bpf_layout import (
     ExecEventHeader,
     ExitEventRaw,
 )
-from .events import CandidateEvent, ExecEvent, ExitEvent, TrackFlag
+from .enforce import decision_of
+from .events import CandidateEvent, Denial, ExecEvent, ExitEvent, TrackFlag
 
 Event = ExecEvent | CandidateEvent | ExitEvent
 _S = TypeVar("_S", bound=ctypes.Structure)
@@ -126,4 +127,13 @@ def _decode_exec(raw: bytes, boot_to_wall_ns: int) -> ExecEvent:
         filename_truncated=bool(h.flags & EXEC_FILENAME_TRUNCATED),
         track_flags=track,
         data_flags=frozenset(quality),
+        denial=_denial(h.flags),
     )
+
+
+def _denial(flags: int) -> Denial | None:
+    decided = decision_of(flags)
+    if decided is None:
+        return None
+    decision, generation, index = decided
+    return Denial(decision=decision, generation=generation, index=index)

@@ -256,7 +256,7 @@ def test_deny_rule_in_the_issue_shape_loads() -> None:
         ({"program": "/usr/bin/git"}, "enforce.deny.0.program: must be a file name, not a path"),
         ({"program": "x" * 64}, "enforce.deny.0.program: must be at most 63 bytes"),
         ({"path": "bin/git"}, "enforce.deny.0.path: must be an absolute path"),
-        ({"path_prefix": "/" + "x" * 255}, "enforce.deny.0.path_prefix: must be at most 255 bytes"),
+        ({"path_prefix": "/" + "x" * 254}, "enforce.deny.0.path_prefix: must be at most 254 bytes"),
         ({"program": "git", "args": ["a\0b"]}, "enforce.deny.0.args.0: must not contain a NUL byte"),
         ({"program": "git", "args": ["x" * 300]}, "args: at most 255 bytes"),
         ({"program": "git", "users": ["no-such-user-here"]}, "enforce.deny.0.users.0: no such user"),
