@@ -139,6 +139,7 @@ _STRUCTURED: Final = (
     ("PROCESS_ENTITY_ID", "process.entity_id"),
     ("USER_ID", "user.id"),
     ("AUDIT_FLAGS", "claude_audit.flags"),
+    ("AUDIT_RULE_ID", "rule.id"),
 )
 
 
