@@ -240,3 +240,23 @@ def test_switching_rule_sets_is_atomic_under_load(
     assert switches >= 2
     assert not marker.exists()
     assert set(_statuses(statuses)) == {SIGKILL_STATUS}
+
+
+def test_script_is_denied_by_its_own_name_not_by_its_interpreter(
+    sensor: Sensor, collector: Collector, rules: Any, tmp_path: Path
+) -> None:
+    """A rule on a script's name stops the script's exec (the kernel's exec path is the script's, even
+    though it then runs the interpreter); running the interpreter on it by hand is not that exec."""
+    script = tmp_path / "deploy"
+    script.write_text(f"#!/bin/sh\necho ran >> {tmp_path / 'ran'}\n")
+    script.chmod(0o755)
+    rules("enforce", {"id": "no-deploy", "program": "deploy"})
+    statuses = tmp_path / "statuses"
+    _in_session(
+        sensor,
+        collector,
+        f"{script}; echo $? >> {statuses}; /bin/sh {script}; echo $? >> {statuses}",
+        tmp_path / "done",
+    )
+    assert _statuses(statuses) == [SIGKILL_STATUS, 0]
+    assert (tmp_path / "ran").read_text() == "ran\n"
