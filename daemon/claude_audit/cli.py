@@ -174,6 +174,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def cmd_hook(args: argparse.Namespace) -> int:
+    """A Claude Code hook command; it never fails the tool call for its own problems (the kernel enforces)."""
+    from .hook import pre_tool_use
+
+    try:
+        config, _ = _load(args.config)
+    except ConfigError:
+        return EX_OK  # e.g. a config only root may read: the hook is a courtesy, the kernel still applies
+    answer = pre_tool_use(config.enforce)
+    if answer is not None:
+        print(answer)
+    return EX_OK
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
     """Follow the audit log and print one readable line per record."""
     from .tail import tail_main
@@ -200,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     st = with_config(sub.add_parser("status", help="show the running daemon's status"))
     st.add_argument("--json", action="store_true", help="print the raw status JSON")
     st.set_defaults(fn=cmd_status)
+    h = with_config(sub.add_parser("hook", help="Claude Code hook commands (see docs/ENFORCE.md)"))
+    h.add_argument("event", choices=("pre-tool-use",), help="the hook event")
+    h.set_defaults(fn=cmd_hook)
     t = with_config(sub.add_parser("tail", help="follow the audit log, one line per record"))
     t.add_argument("--file", type=Path, default=None, help="log file (default: the config's audit_log.path)")
     t.add_argument("--session", default=None, help="only this session (id, root pid or entity id)")
