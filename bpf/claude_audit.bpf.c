@@ -60,6 +60,29 @@ BPF_ARRAY(tracking_overflowed, u32, 1);
 BPF_ARRAY(exec_scratch, struct exec_event, NR_CPUS_POSSIBLE);
 BPF_RINGBUF_OUTPUT(events, RING_PAGES);
 
+/* Enforcement: rules the kernel evaluates itself at exec, for processes of confirmed sessions only.
+ * Written only by the daemon (BPF maps are reachable by CAP_BPF/CAP_SYS_ADMIN only). Two generations
+ * live side by side; enforce_state names the active one, so a reload switches every rule at once. */
+#ifndef ENFORCE_CAN_KILL
+#define ENFORCE_CAN_KILL 1 /* 0 when the kernel has no bpf_send_signal: the daemon then asks for dry-run */
+#endif
+BPF_ARRAY(enforce_state, u32, 1);
+BPF_LPM_TRIE(deny_prefix, struct deny_prefix_key, struct deny_slots, 2 * ENFORCE_MAX_RULES);
+BPF_HASH(deny_name, struct deny_name_key, struct deny_slots, 2 * ENFORCE_MAX_RULES);
+BPF_ARRAY(deny_rules, struct deny_rule, 2 * ENFORCE_MAX_RULES);
+struct deny_scratch {
+    struct deny_prefix_key prefix;
+    struct deny_name_key name;
+    int name_start;
+    int argv1;
+    int word;
+    u32 have;
+    u64 orig;
+    char path[DENY_PATH_SCAN];
+    char argv[DENY_ARGV_SCAN + 8]; /* + 8: a word read at the last masked offset stays inside */
+};
+BPF_PERCPU_ARRAY(deny_scratch_map, struct deny_scratch, 1);
+
 static __always_inline void count(u32 idx) {
     u64 *v = counters.lookup(&idx);
     if (v)
@@ -342,6 +365,198 @@ static __always_inline int candidate_allowed(u32 tgid, u64 start_ticks) {
     return 1;
 }
 
+/* The scans below store their result in the scratch map instead of returning it: read back from a map it
+ * is an unknown number to the verifier, so the exits of a 4096-step loop do not each become a state of
+ * their own for the rest of the program (the verifier would give up long before). */
+
+/* s->argv1: where argv[1] starts in the scratch copy of the argv area, or -1 if argv[0] does not end
+ * within the first half of it (the caller then fails closed: a huge argv[0] must not hide the arguments).
+ * Eight bytes per step (a word has a zero byte iff (v - 0x01..) & ~v & 0x80.. is not 0): a byte loop this
+ * long leaves the verifier more pending branches than it accepts. */
+static __always_inline void deny_find_argv1(struct deny_scratch *s) {
+    s->argv1 = -1;
+    s->word = -1;
+    u32 have = s->have;
+    for (int w = 0; w < DENY_ARGV_SCAN / 2 / 8; w++) {
+        if (w * 8 >= have)
+            break;
+        u64 v = *(u64 *)(s->argv + w * 8);
+        if ((v - 0x0101010101010101ULL) & ~v & 0x8080808080808080ULL) {
+            s->word = w;
+            break;
+        }
+    }
+    int w = s->word;
+    if (w < 0)
+        return;
+    for (int b = 0; b < 8; b++) {
+        u32 at = (w * 8 + b) & (DENY_ARGV_SCAN - 1);
+        if (s->argv[at] == 0) {
+            if (at < have)
+                s->argv1 = at + 1;
+            return;
+        }
+    }
+}
+
+/* s->name_start: where the path's last component starts (after the last '/'), searched from the end;
+ * -1 when it is longer than any rule's name can be. */
+static __always_inline void deny_find_name(struct deny_scratch *s, u32 len) {
+    s->name_start = -1;
+    for (int i = 1; i <= DENY_NAME_LEN; i++) {
+        if (i > len) {
+            s->name_start = 0;
+            break;
+        }
+        if (s->path[(len - i) & (DENY_PATH_SCAN - 1)] == '/') {
+            s->name_start = len - i + 1;
+            break;
+        }
+    }
+}
+
+/* Whether argv[1..] starts with the rule's words (each compared with its NUL, so "--force" does not
+ * match "--force-with-lease"), eight bytes at a time. Arguments beyond what was read count as matching
+ * (fail closed). */
+static __always_inline int deny_args_match(struct deny_scratch *s, struct deny_rule *rule) {
+    u32 need = rule->args_len;
+    if (need == 0)
+        return 1;
+    int argv1 = s->argv1;
+    u32 have = s->have;
+    if (argv1 < 0)
+        return 1;
+    if (argv1 + need > have)
+        return s->orig > have; /* the area goes on beyond what was read: fail closed */
+    for (int j = 0; j < DENY_ARGS_LEN / 8; j++) {
+        if (j * 8 >= need)
+            return 1;
+        u64 mine = *(u64 *)(s->argv + ((argv1 + j * 8) & (DENY_ARGV_SCAN - 1)));
+        u64 theirs = *(u64 *)(rule->args + j * 8);
+        u32 rest = need - j * 8;
+        u64 mask = rest >= 8 ? ~0ULL : (1ULL << (rest * 8)) - 1;
+        if ((mine ^ theirs) & mask)
+            return 0;
+    }
+    return 1;
+}
+
+static __always_inline int deny_rule_applies(struct deny_scratch *s, struct deny_rule *rule, u32 uid) {
+    if (rule->nusers) {
+        int mine = 0;
+        for (int u = 0; u < DENY_USERS; u++) {
+            if (u < rule->nusers && rule->users[u] == uid)
+                mine = 1;
+        }
+        if (!mine)
+            return 0;
+    }
+    return deny_args_match(s, rule);
+}
+
+/* Decide an exec of a tracked process against the deny rules. Only processes of a confirmed session
+ * (its root in target_pid_map, not a kernel-adopted candidate the daemon has not checked yet): a rule
+ * never touches a process outside Claude Code sessions. Returns the exec_event flags of the decision
+ * (0: no rule matched, or enforcement off); in enforce mode the process is sent SIGKILL here, which it
+ * takes on its way back to user space, before the new program's first instruction. */
+static __always_inline u32 enforce_exec(void *task, const char *filename, u32 root, u64 root_start) {
+    u32 zero = 0;
+    u32 *state = enforce_state.lookup(&zero);
+    if (!state)
+        return 0;
+    u32 word = *state;
+    u32 mode = word & ((1 << ENFORCE_GENERATION_SHIFT) - 1);
+    u32 generation = (word >> ENFORCE_GENERATION_SHIFT) & 1;
+    if (mode == ENFORCE_OFF)
+        return 0;
+    struct root_info *ri = target_pid_map.lookup(&root);
+    if (!ri || ri->start_ticks != root_start)
+        return 0;
+    struct deny_scratch *s = deny_scratch_map.lookup(&zero);
+    if (!s)
+        return 0;
+    u32 uid = (u32)bpf_get_current_uid_gid();
+
+    int n = bpf_probe_read_kernel_str(s->path, DENY_PATH_SCAN, filename);
+    if (n <= 0)
+        return 0;
+    u32 len = n - 1; /* without the NUL */
+
+    /* by program name: the path's last component (longer names than a rule can hold match nothing) */
+    struct deny_slots *by_name = 0;
+    s->name.generation = generation;
+    deny_find_name(s, len);
+    int start = s->name_start;
+    if (start >= 0) {
+        u32 name_len = len - start;
+        if (name_len > 0 && name_len < DENY_NAME_LEN) {
+            /* a fixed-size copy (a variable size gives the verifier an unbounded range), then the
+             * bytes after the name cleared: a hash key is compared whole */
+            bpf_probe_read_kernel(s->name.name, DENY_NAME_LEN, s->path + (start & (DENY_PATH_SCAN - 1)));
+#pragma unroll
+            for (int j = 0; j < DENY_NAME_LEN; j++) {
+                if (j >= name_len)
+                    s->name.name[j] = 0;
+            }
+            by_name = deny_name.lookup(&s->name);
+        }
+    }
+
+    /* by path, exact or prefix: the longest stored prefix of generation byte + path (+ its NUL) */
+    /* bytes past prefixlen (stale ones from an earlier exec included) take no part in an LPM lookup */
+    u32 plen = len + 1 > DENY_PATH_KEY_LEN ? DENY_PATH_KEY_LEN : len + 1;
+    s->prefix.generation = generation;
+    bpf_probe_read_kernel(s->prefix.path, DENY_PATH_KEY_LEN, s->path);
+    s->prefix.prefixlen = 8 * (1 + plen);
+    struct deny_slots *by_path = deny_prefix.lookup(&s->prefix);
+    if (!by_name && !by_path)
+        return 0;
+
+    /* the argv area, for rules with arguments: read once, from the new program's memory */
+    void *mm = task_ptr(task, OFF_TASK_MM);
+    u64 arg_start = mm ? task_u64(mm, OFF_MM_ARG_START) : 0;
+    u64 arg_end = mm ? task_u64(mm, OFF_MM_ARG_END) : 0;
+    u64 orig = arg_end > arg_start ? arg_end - arg_start : 0;
+    u32 have = orig > DENY_ARGV_SCAN ? DENY_ARGV_SCAN : (u32)orig;
+    if (have > DENY_ARGV_SCAN)
+        have = DENY_ARGV_SCAN; /* restated for the verifier */
+    if (have == 0 || bpf_probe_read_user(s->argv, have, (void *)arg_start) != 0)
+        have = 0;
+    s->have = have;
+    s->orig = orig;
+    deny_find_argv1(s);
+
+    int rule = -1;
+    for (int w = 0; w < 2 && rule < 0; w++) {
+        struct deny_slots *slots = w == 0 ? by_name : by_path;
+        if (!slots)
+            continue;
+        for (int k = 0; k < DENY_SLOTS; k++) {
+            if (k >= slots->count)
+                break;
+            u32 index = slots->rules[k] & (ENFORCE_MAX_RULES - 1);
+            u32 key = generation * ENFORCE_MAX_RULES + index;
+            struct deny_rule *r = deny_rules.lookup(&key);
+            if (r && deny_rule_applies(s, r, uid)) {
+                rule = index;
+                break;
+            }
+        }
+    }
+    if (rule < 0)
+        return 0;
+    u32 flags = ((generation << 8 | (u32)rule) & EXEC_DENY_RULE_MASK) << EXEC_DENY_RULE_SHIFT;
+#if ENFORCE_CAN_KILL
+    if (mode == ENFORCE_KILL) {
+        bpf_send_signal(9); /* SIGKILL */
+        count(COUNTER_DENIED);
+        return flags | EXEC_DENIED;
+    }
+#endif
+    count(COUNTER_WOULD_DENY);
+    return flags | EXEC_WOULD_DENY;
+}
+
 /* TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm); p is current. */
 RAW_TRACEPOINT_PROBE(sched_process_exec) {
     void *task = (void *)ctx->args[0];
@@ -391,10 +606,14 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
         }
     }
 
+    u32 deny = (flags & TRACK_PENDING_ROOT) ? 0 : enforce_exec(task, filename, root, root_start);
+
     u32 cpu = bpf_get_smp_processor_id();
     struct exec_event *e = exec_scratch.lookup(&cpu);
     if (!e) {
         count(COUNTER_RING_LOST);
+        if (deny)
+            count(COUNTER_DENY_RECORD_LOST);
         return 0;
     }
     e->type = EVENT_EXEC;
@@ -438,7 +657,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
         flags |= EXEC_ARGS_UNREADABLE;
     }
     e->args_len = len;
-    e->flags = flags;
+    e->flags = flags | deny;
 
     u64 size = __builtin_offsetof(struct exec_event, data) + fname_len + len;
     if (size > sizeof(struct exec_event))
@@ -448,10 +667,13 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
      * arrives; while records flow it takes the ring in batches every poll interval without waiting on
      * it, so the wake-ups the batches' first records make find nobody waiting (see Daemon.collect).
      * bpf_ringbuf_query could wake it past a fill threshold too, but BCC 0.26 gives no map pointer to
-     * pass it, and a 16 MiB ring read every 20 ms cannot fill. */
-    if (events.ringbuf_output(e, size, 0) != 0)
+     * pass it, and a 16 MiB ring read every 20 ms cannot fill.
+     * A deny decision forces the wake-up: its alert is written at once, not at the next batch. */
+    if (events.ringbuf_output(e, size, deny ? BPF_RB_FORCE_WAKEUP : 0) != 0) {
         count(COUNTER_RING_LOST);
-    else
+        if (deny)
+            count(COUNTER_DENY_RECORD_LOST);
+    } else
         count(COUNTER_EXECS_SEEN);
     return 0;
 }

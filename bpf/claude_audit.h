@@ -28,6 +28,27 @@
 #define EXEC_ARGS_UNREADABLE 0x400 /* bpf_probe_read_user of the argv area failed */
 #define EXEC_IS_ROOT 0x800         /* the exec'ing process is itself a session root */
 
+/* Enforcement (docs/ENFORCE.md). exec_event.flags carries the decision, and bits 16-24 the rule that
+ * made it: its index (bits 16-23) in the rule generation (bit 24) that was active. */
+#define EXEC_WOULD_DENY 0x1000
+#define EXEC_DENIED 0x2000
+#define EXEC_DENY_RULE_SHIFT 16
+#define EXEC_DENY_RULE_MASK 0x1ff
+
+#define ENFORCE_OFF 0
+#define ENFORCE_DRY_RUN 1
+#define ENFORCE_KILL 2
+/* enforce_state[0] = mode | generation << ENFORCE_GENERATION_SHIFT: one word, so a switch is atomic */
+#define ENFORCE_GENERATION_SHIFT 4
+#define ENFORCE_MAX_RULES 256  /* per generation; deny_rules holds two generations */
+#define DENY_PATH_KEY_LEN 255  /* LPM data is at most 256 bytes: the generation byte, then the path */
+#define DENY_NAME_LEN 64
+#define DENY_ARGS_LEN 256
+#define DENY_SLOTS 16
+#define DENY_USERS 8
+#define DENY_PATH_SCAN 4096    /* PATH_MAX: the whole exec path is read for the basename */
+#define DENY_ARGV_SCAN 8192    /* argv bytes read for args rules; argv[0] longer than half of it fails closed */
+
 /* candidate_event.reason */
 #define CANDIDATE_EXEC 1
 #define CANDIDATE_RENAME 2
@@ -41,7 +62,10 @@
 #define COUNTER_ROOTS_FULL 5     /* pending_root_map full: a session trigger was not adopted */
 #define COUNTER_CANDIDATE_THROTTLED 6 /* a uid's candidates over its per-second budget: not adopted */
 #define COUNTER_CANDIDATE_REJECTED_AGAIN 7 /* a rejected process renamed again: ignored */
-#define COUNTER_MAX 8
+#define COUNTER_DENIED 8           /* execs killed by a deny rule */
+#define COUNTER_WOULD_DENY 9       /* execs a deny rule matched in dry-run */
+#define COUNTER_DENY_RECORD_LOST 10 /* ring buffer full: the record of a denied/would-deny exec was dropped */
+#define COUNTER_MAX 11
 
 /* value of target_pid_map: one per Claude Code session root, key = root tgid */
 struct root_info {
@@ -71,6 +95,34 @@ struct candidate_budget {
 /* key of candidate_comms: comm values that make an untracked exec or rename a session candidate */
 struct comm_key {
     char comm[COMM_LEN];
+};
+
+/* key of deny_prefix (an LPM trie): prefixlen counts bits of generation + path. An exact-path rule is
+ * stored with the path's NUL, so it matches only the whole path; a prefix rule without it. */
+struct deny_prefix_key {
+    __u32 prefixlen;
+    __u8 generation;
+    char path[DENY_PATH_KEY_LEN];
+};
+
+/* key of deny_name: an exec path's last component */
+struct deny_name_key {
+    char name[DENY_NAME_LEN];
+    __u32 generation;
+};
+
+/* value of deny_prefix and deny_name: the rules to check, as indexes into the generation's rules */
+struct deny_slots {
+    __u32 count;
+    __u32 rules[DENY_SLOTS];
+};
+
+/* value of deny_rules, index generation * ENFORCE_MAX_RULES + rule */
+struct deny_rule {
+    __u32 args_len;  /* bytes of args: the leading arguments, each followed by its NUL; 0 for none */
+    __u32 nusers;    /* 0: every user */
+    __u32 users[DENY_USERS];
+    char args[DENY_ARGS_LEN];
 };
 
 struct exec_event {

@@ -39,7 +39,26 @@ COUNTER_EXECS_SEEN = 4
 COUNTER_ROOTS_FULL = 5
 COUNTER_CANDIDATE_THROTTLED = 6
 COUNTER_CANDIDATE_REJECTED_AGAIN = 7
-COUNTER_MAX = 8
+COUNTER_DENIED = 8
+COUNTER_WOULD_DENY = 9
+COUNTER_DENY_RECORD_LOST = 10
+COUNTER_MAX = 11
+
+EXEC_WOULD_DENY = 0x1000
+EXEC_DENIED = 0x2000
+EXEC_DENY_RULE_SHIFT = 16
+EXEC_DENY_RULE_MASK = 0x1FF
+
+ENFORCE_OFF = 0
+ENFORCE_DRY_RUN = 1
+ENFORCE_KILL = 2
+ENFORCE_GENERATION_SHIFT = 4
+ENFORCE_MAX_RULES = 256
+DENY_PATH_KEY_LEN = 255
+DENY_NAME_LEN = 64
+DENY_ARGS_LEN = 256
+DENY_SLOTS = 16
+DENY_USERS = 8
 
 
 class RootInfo(ctypes.Structure):
@@ -80,6 +99,39 @@ class CommKey(ctypes.Structure):
     """Key of candidate_comms (struct comm_key)."""
 
     _fields_ = [("comm", ctypes.c_char * COMM_LEN)]
+
+
+class DenyPrefixKey(ctypes.Structure):
+    """Key of deny_prefix, an LPM trie (struct deny_prefix_key)."""
+
+    _fields_ = [
+        ("prefixlen", ctypes.c_uint32),
+        ("generation", ctypes.c_uint8),
+        ("path", ctypes.c_char * DENY_PATH_KEY_LEN),
+    ]
+
+
+class DenyNameKey(ctypes.Structure):
+    """Key of deny_name (struct deny_name_key)."""
+
+    _fields_ = [("name", ctypes.c_char * DENY_NAME_LEN), ("generation", ctypes.c_uint32)]
+
+
+class DenySlots(ctypes.Structure):
+    """Value of deny_prefix and deny_name (struct deny_slots)."""
+
+    _fields_ = [("count", ctypes.c_uint32), ("rules", ctypes.c_uint32 * DENY_SLOTS)]
+
+
+class DenyRule(ctypes.Structure):
+    """Value of deny_rules (struct deny_rule)."""
+
+    _fields_ = [
+        ("args_len", ctypes.c_uint32),
+        ("nusers", ctypes.c_uint32),
+        ("users", ctypes.c_uint32 * DENY_USERS),
+        ("args", ctypes.c_char * DENY_ARGS_LEN),
+    ]
 
 
 class ExecEventHeader(ctypes.Structure):
@@ -145,5 +197,9 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "comm_key": CommKey,
     "candidate_event": CandidateEventRaw,
     "exit_event": ExitEventRaw,
+    "deny_prefix_key": DenyPrefixKey,
+    "deny_name_key": DenyNameKey,
+    "deny_slots": DenySlots,
+    "deny_rule": DenyRule,
 }
 """C struct name -> its full mirror (exec_event is checked through ExecEventHeader separately)."""

@@ -79,7 +79,28 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config, path = _load(args.config)
     print(f"config OK: {path or 'built-in defaults'}")
     print(json.dumps(config.model_dump(mode="json"), indent=2))
+    for line in enforce_summary(config):
+        print(line)
     return EX_OK
+
+
+def enforce_summary(config: Config) -> list[str]:
+    """The effective deny rules as the kernel will apply them, one line each (users as uids)."""
+    e = config.enforce
+    lines = [
+        f"enforce: mode {e.mode}, {len(e.deny)} deny rule(s)" + (" (none loaded)" if e.mode == "off" else "")
+    ]
+    for r in e.deny:
+        if r.program is not None:
+            target = f"program {r.program!r}"
+        elif r.path is not None:
+            target = f"path {r.path!r}"
+        else:
+            target = f"path prefix {r.path_prefix!r}"
+        args = f" args starting {r.args!r}" if r.args else ""
+        users = f" for uids {r.uids()}" if r.users else " for every user"
+        lines.append(f"  {r.id}: {target}{args}{users}: {r.reason}")
+    return lines
 
 
 def cmd_doctor(_args: argparse.Namespace) -> int:
@@ -154,6 +175,20 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    """A Claude Code hook command; it never fails the tool call for its own problems (the kernel enforces)."""
+    from .hook import pre_tool_use
+
+    try:
+        config, _ = _load(args.config)
+    except ConfigError:
+        return EX_OK  # e.g. a config only root may read: the hook is a courtesy, the kernel still applies
+    answer = pre_tool_use(config.enforce)
+    if answer is not None:
+        print(answer)
+    return EX_OK
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -327,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     st = with_config(sub.add_parser("status", help="show the running daemon's status"))
     st.add_argument("--json", action="store_true", help="print the raw status JSON")
     st.set_defaults(fn=cmd_status)
+    h = with_config(sub.add_parser("hook", help="Claude Code hook commands (see docs/ENFORCE.md)"))
+    h.add_argument("event", choices=("pre-tool-use",), help="the hook event")
+    h.set_defaults(fn=cmd_hook)
     t = with_config(sub.add_parser("tail", help="follow the audit log, one line per record"))
     t.add_argument("--file", type=Path, default=None, help="log file (default: the config's audit_log.path)")
     t.add_argument("--session", default=None, help="only this session (id, root pid or entity id)")

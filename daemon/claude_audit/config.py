@@ -8,6 +8,7 @@ strings, and unknown keys are errors, so a typo cannot silently leave a default 
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import stat
 import tomllib
@@ -25,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import bpf_layout as L
 from .privacy import Privacy
 from .redact import DEFAULT_REPLACEMENT, DEFAULT_RULES, FIELDS, Redactor, rule
 
@@ -244,6 +246,149 @@ class IntegrityConfig(BaseModel):
     key_file: AbsPath | None = None
 
 
+DENY_PATH_MAX_BYTES: Final = L.DENY_PATH_KEY_LEN - 1
+"""Longest path or path prefix a deny rule may name: the kernel's key holds 255 bytes of path, and an
+exact path is stored with its NUL."""
+DENY_PROGRAM_MAX_BYTES: Final = L.DENY_NAME_LEN - 1
+DENY_ARGS_MAX_BYTES: Final = L.DENY_ARGS_LEN - 1
+"""Most bytes of leading arguments a rule may require, each argument counted with its NUL."""
+DENY_USERS_MAX: Final = L.DENY_USERS
+MAX_DENY_RULES: Final = L.ENFORCE_MAX_RULES
+DENY_RULES_PER_KEY: Final = L.DENY_SLOTS
+"""Most rules the kernel checks per lookup: the program name and the path (exact or longest prefix) are
+looked up separately, and each lookup yields at most this many rules."""
+_DENY_RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _no_nul(s: str) -> str:
+    if "\0" in s:
+        raise ValueError("must not contain a NUL byte")
+    return s
+
+
+def _deny_path(s: str) -> str:
+    if not s.startswith("/"):
+        raise ValueError("must be an absolute path (the kernel compares the path as given to execve)")
+    if len(s.encode()) > DENY_PATH_MAX_BYTES:
+        raise ValueError(f"must be at most {DENY_PATH_MAX_BYTES} bytes")
+    return _no_nul(s)
+
+
+def _deny_program(s: str) -> str:
+    if len(s.encode()) > DENY_PROGRAM_MAX_BYTES:
+        raise ValueError(f"must be at most {DENY_PROGRAM_MAX_BYTES} bytes")
+    return _no_nul(_basename(s))
+
+
+def _deny_rule_id(s: str) -> str:
+    if not _DENY_RULE_ID.match(s):
+        raise ValueError("must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return s
+
+
+def _uid(u: int | str) -> int | str:
+    # A name is resolved when the rules are loaded; an unknown one is an error now, not a rule that
+    # silently matches nobody.
+    if isinstance(u, int):
+        if not 0 <= u < 2**32 - 1:
+            raise ValueError("must be a uid between 0 and 4294967294")
+        return u
+    try:
+        pwd.getpwnam(u)
+    except KeyError:
+        raise ValueError(f"no such user {u!r}") from None
+    return u
+
+
+DenyPath = Annotated[str, AfterValidator(_deny_path)]
+DenyProgram = Annotated[str, AfterValidator(_deny_program)]
+RuleId = Annotated[str, AfterValidator(_deny_rule_id)]
+UserRef = Annotated[int | str, AfterValidator(_uid)]
+
+
+class DenyRule(BaseModel):
+    """One [[enforce.deny]] rule: which program, optionally with which leading arguments, for whom."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: RuleId
+    reason: Annotated[str, AfterValidator(_not_blank), Field(max_length=1000)]
+    program: DenyProgram | None = None
+    path: DenyPath | None = None
+    path_prefix: DenyPath | None = None
+    args: list[Annotated[str, AfterValidator(_no_nul)]] = Field(default_factory=list)
+    users: list[UserRef] = Field(default_factory=list, max_length=DENY_USERS_MAX)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DenyRule:
+        given = [k for k in ("program", "path", "path_prefix") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("needs exactly one of program, path or path_prefix")
+        if sum(len(a.encode()) + 1 for a in self.args) > DENY_ARGS_MAX_BYTES:
+            raise ValueError(f"args: at most {DENY_ARGS_MAX_BYTES} bytes, each argument with its NUL")
+        return self
+
+    def uids(self) -> list[int]:
+        """The users this rule is limited to, as uids (empty: everyone)."""
+        return [u if isinstance(u, int) else pwd.getpwnam(u).pw_uid for u in self.users]
+
+
+class EnforceConfig(BaseModel):
+    """[enforce]: programs the kernel refuses to Claude Code sessions and their descendants."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    mode: Literal["off", "dry-run", "enforce"] = "off"
+    deny: list[DenyRule] = Field(default_factory=list, max_length=MAX_DENY_RULES)
+
+    @model_validator(mode="after")
+    def _ids_unique_and_keys_fit(self) -> EnforceConfig:
+        seen: set[str] = set()
+        for r in self.deny:
+            if r.id in seen:
+                raise ValueError(f"deny: rule id {r.id!r} is used twice")
+            seen.add(r.id)
+        for key, rules in deny_rule_groups(self.deny).items():
+            if len(rules) > DENY_RULES_PER_KEY:
+                raise ValueError(
+                    f"deny: {len(rules)} rules apply to {key[0]} {key[1]!r}, "
+                    f"at most {DENY_RULES_PER_KEY} can (counting the shorter path prefixes that cover it)"
+                )
+        return self
+
+
+DenyKey = tuple[Literal["program", "path"], str]
+"""("program", name) or ("path", text): the kernel's two lookups. An exact path is the path text followed
+by a NUL, so exact paths and prefixes share one longest-prefix map."""
+
+
+def deny_rule_groups(rules: list[DenyRule]) -> dict[DenyKey, list[int]]:
+    """Map key -> indexes of the rules the kernel must check when that key is the best match.
+
+    The kernel's prefix map returns only the longest matching entry, so each entry also lists the rules
+    of every shorter prefix that covers it: a path that matches several prefixes is checked against all.
+    """
+    groups: dict[DenyKey, list[int]] = {}
+    prefixes: list[tuple[str, int]] = []
+    for i, r in enumerate(rules):
+        if r.program is not None:
+            groups.setdefault(("program", r.program), []).append(i)
+        elif r.path is not None:
+            groups.setdefault(("path", r.path + "\0"), []).append(i)
+        else:
+            assert r.path_prefix is not None
+            groups.setdefault(("path", r.path_prefix), []).append(i)
+            prefixes.append((r.path_prefix, i))
+    for (kind, text), members in groups.items():
+        if kind != "path":
+            continue
+        for prefix, i in prefixes:
+            if text != prefix and text.startswith(prefix) and i not in members:
+                members.append(i)
+        members.sort()
+    return groups
+
+
 class Config(BaseModel):
     """The whole configuration file."""
 
@@ -258,6 +403,7 @@ class Config(BaseModel):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     redact: list[RedactRuleConfig] = Field(default_factory=list)
     integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
+    enforce: EnforceConfig = Field(default_factory=EnforceConfig)
 
     @field_validator("redact")
     @classmethod

@@ -32,10 +32,20 @@ import structlog
 from . import __version__, heartbeat, records
 from . import bpf_layout as L
 from .chain import resume as resume_chain
-from .config import Config, ConfigError, check_file_safety, load_config, privacy_policy
+from .config import (
+    Config,
+    ConfigError,
+    EnforceConfig,
+    check_file_safety,
+    deny_rule_groups,
+    load_config,
+    privacy_policy,
+)
 from .decode import DecodeError, decode_event
 from .detect import Detector, alert_record
 from .discovery import Matchers
+from .enforce import effective_mode
+from .events import ExecEvent
 from .journal import FieldChoice, JournalSink
 from .output import Output
 from .privacy import Privacy
@@ -184,7 +194,40 @@ class Daemon:
             self.decode_errors += 1
             log.warning("undecodable record", error=str(exc))
             return
+        if isinstance(ev, ExecEvent) and ev.denial is not None:
+            ev = self.resolve_denial(ev)
         self.publish(self.tracker.on_event(ev))
+
+    def resolve_denial(self, ev: ExecEvent) -> ExecEvent:
+        """Name the rule a kernel decision points at (by generation and index) in the record."""
+        assert self.sensor is not None and ev.denial is not None
+        rule = self.sensor.deny_rule(ev.denial.generation, ev.denial.index)
+        if rule is None:
+            return ev
+        return dataclasses.replace(
+            ev, denial=dataclasses.replace(ev.denial, rule_id=rule.id, reason=rule.reason)
+        )
+
+    def apply_enforcement(self, enforce: EnforceConfig) -> dict[str, Any]:
+        """Load the deny rules into the kernel in the mode this kernel allows; what the records say of it."""
+        assert self.sensor is not None
+        can_kill = self.sensor.kernel.can_kill
+        mode = effective_mode(enforce.mode, can_kill)
+        self.sensor.apply_enforcement(mode, deny_rule_groups(enforce.deny), enforce.deny)
+        facts: dict[str, Any] = {
+            "mode": enforce.mode,
+            "effective_mode": mode,
+            "rules": [r.id for r in enforce.deny] if mode != "off" else [],
+        }
+        if enforce.mode == "enforce" and not can_kill:
+            facts["not_possible"] = (
+                "this kernel cannot kill in BPF (" + "; ".join(self.sensor.kernel.cannot_kill) + "): "
+                "deny rules are recorded (exec-would-deny) but nothing is stopped"
+            )
+            log.error(
+                "enforcement not possible; deny rules run in record-only mode", why=facts["not_possible"]
+            )
+        return facts
 
     def scan(self, how: str) -> int:
         """Adopt Claude Code processes not watched yet; returns how many."""
@@ -197,8 +240,12 @@ class Daemon:
         """Loss counts that live outside the ledger (kernel counters, queue, decoder, state stage)."""
         assert self.sensor is not None and self.tracker is not None
         self.counters = self.sensor.counter_totals()
+        decisions_lost = self.counters[L.COUNTER_DENY_RECORD_LOST]
         return {
-            "kernel-ring": self.counters[L.COUNTER_RING_LOST] + self.counters[L.COUNTER_CANDIDATE_LOST],
+            "kernel-ring": self.counters[L.COUNTER_RING_LOST]
+            + self.counters[L.COUNTER_CANDIDATE_LOST]
+            - decisions_lost,
+            "kernel-ring-decision": decisions_lost,
             "kernel-tracking": self.counters[L.COUNTER_TRACK_FULL] + self.tracker.counts.seed_track_failures,
             "kernel-candidates": self.counters[L.COUNTER_ROOTS_FULL]
             + self.counters[L.COUNTER_CANDIDATE_THROTTLED],
@@ -240,6 +287,9 @@ class Daemon:
                 "candidate_maps_full": self.counters[L.COUNTER_ROOTS_FULL],
                 "candidates_throttled": self.counters[L.COUNTER_CANDIDATE_THROTTLED],
                 "rejected_retriggers": self.counters[L.COUNTER_CANDIDATE_REJECTED_AGAIN],
+                "execs_denied": self.counters[L.COUNTER_DENIED],
+                "execs_would_deny": self.counters[L.COUNTER_WOULD_DENY],
+                "decision_records_lost": self.counters[L.COUNTER_DENY_RECORD_LOST],
             },
             "chain": self._chain_status(),
             "queue_dropped": self.queue.dropped,
@@ -320,6 +370,10 @@ class Daemon:
         self.out.journal_choice = _journal_choice(new)
         # Rule files may have changed even when the config did not: read them again.
         self.load_rules(new)
+        if new.enforce != self.config.enforce:
+            facts = self.apply_enforcement(new.enforce)
+            self.out.emit(records.enforce_changed(_now_ns(), self.host, self.out.next_seq(), enforce=facts))
+            log.info("deny rules replaced", **facts)
         self.config = new
         log.info("config reloaded")
 
@@ -350,6 +404,7 @@ class Daemon:
         self.load_rules(self.config)
         self.sensor = self.sensor_factory(SensorSettings.from_config(self.config), self.queue)
         attached_ns = _now_ns()
+        enforce = self.apply_enforcement(self.config.enforce)
         self.tracker = Tracker(
             self.host.boot_id, self.sensor, self.proc, Matchers.from_config(self.config.discovery)
         )
@@ -367,6 +422,7 @@ class Daemon:
                 probes=list(PROBES),
                 kernel=self.sensor.kernel_facts(),
                 rules=self.rules.summary() if self.rules else None,
+                enforce=enforce,
             )
         )
         if previous is not None:

@@ -22,7 +22,8 @@ from .bpf_layout import (
     CandidateEventRaw,
     ExitEventRaw,
 )
-from .events import CandidateEvent, ExecEvent, ExitEvent, TrackFlag
+from .enforce import decision_of
+from .events import CandidateEvent, Denial, ExecEvent, ExitEvent, TrackFlag
 
 Event = ExecEvent | CandidateEvent | ExitEvent
 _S = TypeVar("_S", bound=ctypes.Structure)
@@ -162,4 +163,13 @@ def _decode_exec(raw: bytes, boot_to_wall_ns: int) -> ExecEvent:
         filename_truncated=filename_truncated,
         track_flags=track,
         data_flags=quality,
+        denial=_denial(flags),
     )
+
+
+def _denial(flags: int) -> Denial | None:
+    decided = decision_of(flags)
+    if decided is None:
+        return None
+    decision, generation, index = decided
+    return Denial(decision=decision, generation=generation, index=index)

@@ -34,6 +34,20 @@ class TrackFlag(IntFlag):
 
 
 @dataclass(frozen=True, slots=True)
+class Denial:
+    """A deny rule matched an exec: the kernel killed it ("denied") or only reported it ("would-deny")."""
+
+    decision: str
+    generation: int
+    """Which of the kernel's two rule sets was active (a reload switches them)."""
+    index: int
+    """The rule's position in that set (its order in the config)."""
+    rule_id: str = ""
+    """Filled in by the daemon from the rule set it loaded ("" if unknown)."""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ExecEvent:
     """One sched_process_exec of a tracked process, as the kernel saw it."""
 
@@ -63,6 +77,7 @@ class ExecEvent:
     filename_truncated: bool = False
     track_flags: TrackFlag = TrackFlag.NONE
     data_flags: frozenset[str] = field(default_factory=frozenset)
+    denial: Denial | None = None
 
 
 @dataclass(frozen=True, slots=True)

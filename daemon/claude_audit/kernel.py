@@ -40,8 +40,13 @@ HELPERS: dict[str, str] = {
     "ktime_get_boot_ns": "5.8",
 }
 
+# Helpers only enforce mode needs: a kernel without them runs the daemon with rules in dry-run (records
+# only), and the daemon says so at start.
+ENFORCE_HELPERS: dict[str, str] = {"send_signal": "5.3"}
+
 MAP_TYPES: dict[str, str] = {
     "HASH": "3.19",
+    "LPM_TRIE": "4.11",
     "LRU_HASH": "4.10",
     "ARRAY": "3.19",
     "PERCPU_ARRAY": "4.6",
@@ -60,6 +65,13 @@ class KernelSupport:
     missing: tuple[str, ...]
     offsets: KernelOffsets | None
     exit_has_group_dead: bool
+    cannot_kill: tuple[str, ...] = ()
+    """Why enforce mode cannot kill on this kernel (each a sentence); empty when it can."""
+
+    @property
+    def can_kill(self) -> bool:
+        """Whether a denied exec can be killed in the kernel (else rules run in dry-run)."""
+        return not self.cannot_kill
 
     @property
     def exit_detection(self) -> str:
@@ -72,7 +84,11 @@ class KernelSupport:
         """The -D flags describing this kernel (offsets and tracepoint shape)."""
         if self.offsets is None:
             raise BtfError("; ".join(self.missing))
-        return [*self.offsets.cflags(), f"-DEXIT_TP_HAS_GROUP_DEAD={int(self.exit_has_group_dead)}"]
+        return [
+            *self.offsets.cflags(),
+            f"-DEXIT_TP_HAS_GROUP_DEAD={int(self.exit_has_group_dead)}",
+            f"-DENFORCE_CAN_KILL={int(self.can_kill)}",
+        ]
 
 
 def _missing_enum_items(btf: Btf, enum: str, prefix: str, wanted: dict[str, str], what: str) -> list[str]:
@@ -109,7 +125,9 @@ def kernel_support(btf: Btf) -> KernelSupport:
         offsets = KernelOffsets.from_btf(btf)
     except BtfError as exc:
         missing.append(f"kernel struct member {exc}")
+    cannot_kill = _missing_enum_items(btf, "bpf_func_id", "BPF_FUNC_", ENFORCE_HELPERS, "helper")
     return KernelSupport(
+        cannot_kill=tuple(cannot_kill),
         missing=tuple(missing),
         offsets=offsets if not missing else None,
         exit_has_group_dead=params.get("sched_process_exit", 0) >= EXIT_GROUP_DEAD_PARAMS,

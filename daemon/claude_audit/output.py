@@ -28,6 +28,7 @@ log = structlog.get_logger("claude_audit")
 
 LOSS_BUCKETS = (
     "kernel-ring",
+    "kernel-ring-decision",
     "kernel-tracking",
     "kernel-candidates",
     "queue",

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from claude_audit.events import USER_HZ, ExecEvent, TrackFlag
+from claude_audit.events import USER_HZ, Denial, ExecEvent, TrackFlag
 from claude_audit.events import entity_id as entity_id  # noqa: PLC0414 - re-exported for callers of records
 from claude_audit.textenc import b64, text_field
 
@@ -26,6 +26,7 @@ SESSION_FOUND_HOW: Final = frozenset({"scan", "kernel-trigger", "startup"})
 LOST_WHERE: Final = frozenset(
     {
         "kernel-ring",
+        "kernel-ring-decision",
         "kernel-tracking",
         "kernel-candidates",
         "queue",
@@ -112,6 +113,17 @@ def _claude_object(claude: Mapping[str, Any]) -> dict[str, Any]:
     return dict(claude)
 
 
+def _quality_flags(ev: ExecEvent) -> set[str]:
+    flags = set(ev.data_flags)
+    if ev.args_truncated:
+        flags.add("args_truncated")
+    if ev.filename_truncated:
+        flags.add("filename_truncated")
+    if ev.track_flags & TrackFlag.PENDING_ROOT:
+        flags.add("pending_root")
+    return flags
+
+
 def exec_record(
     ev: ExecEvent,
     host: HostInfo,
@@ -126,14 +138,7 @@ def exec_record(
     facts live in `process`, `user`, `group` and `claude_audit`, so the mapping cannot overwrite them.
     `trace` (trace id, span id) from the invocation's TRACEPARENT becomes ECS `trace.id` and `span.id`.
     """
-    flags = set(ev.data_flags)
-    if ev.args_truncated:
-        flags.add("args_truncated")
-    if ev.filename_truncated:
-        flags.add("filename_truncated")
-    if ev.track_flags & TrackFlag.PENDING_ROOT:
-        flags.add("pending_root")
-
+    flags = _quality_flags(ev)
     raw_process: dict[str, Any] = {}
     raw: dict[str, Any] = {}
     decoded = [text_field(a) for a in ev.argv]
@@ -183,6 +188,8 @@ def exec_record(
     rec = envelope(
         ev.wall_time_ns, host, seq, action="exec", dataset=EXEC_DATASET, category=["process"], type_=["start"]
     )
+    if ev.denial is not None:
+        _mark_denial(rec, audit, ev.denial)
     rec["process"] = process
     rec["user"] = {"id": str(ev.uid)}
     rec["group"] = {"id": str(ev.gid)}
@@ -195,6 +202,24 @@ def exec_record(
     if raw:
         rec["raw"] = raw
     return rec
+
+
+def _mark_denial(rec: dict[str, Any], audit: dict[str, Any], denial: Denial) -> None:
+    # Enforcement (docs/ENFORCE.md): the kernel killed the exec before the program ran, or in dry-run
+    # would have. Either is an alert, so it reaches journald at error priority.
+    denied = denial.decision == "denied"
+    event = rec["event"]
+    event["action"] = "exec-denied" if denied else "exec-would-deny"
+    event["kind"] = "alert"
+    event["type"] = ["start", "denied" if denied else "allowed"]
+    event["outcome"] = "failure" if denied else "success"
+    event["reason"] = denial.reason
+    rec["rule"] = {"id": denial.rule_id, "description": denial.reason, "ruleset": "claude-audit enforce"}
+    audit["enforce"] = {
+        "decision": denial.decision,
+        "rule_generation": denial.generation,
+        "rule_index": denial.index,
+    }
 
 
 def _lifecycle(
@@ -220,6 +245,7 @@ def daemon_started(
     probes: list[str],
     kernel: Mapping[str, str] | None = None,
     rules: Mapping[str, Any] | None = None,
+    enforce: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Record that the daemon started: its version, pid, config, sessions found and probes attached.
 
@@ -227,7 +253,9 @@ def daemon_started(
     `claude_audit.rules`.
 
     `config_path` None (running on defaults, no file) leaves `claude_audit.config_path` out. `kernel`
-    (release, and how this kernel's differences were handled) goes to `claude_audit.kernel`.
+    (release, and how this kernel's differences were handled) goes to `claude_audit.kernel`, `enforce`
+    (the configured and the effective mode, the rule ids, and why enforcement is impossible if it is)
+    to `claude_audit.enforce`.
     """
     details: dict[str, Any] = {"daemon_pid": pid}
     if config_path is not None:
@@ -237,8 +265,25 @@ def daemon_started(
         details["kernel"] = dict(kernel)
     if rules is not None:
         details["rules"] = dict(rules)
+    if enforce is not None:
+        details["enforce"] = dict(enforce)
     rec = _lifecycle(now_ns, host, seq, "daemon-started", type_="start", details=details)
     rec["service"] = {"name": "claude-audit", "version": version}
+    return rec
+
+
+def enforce_changed(now_ns: int, host: HostInfo, seq: int, *, enforce: Mapping[str, Any]) -> dict[str, Any]:
+    """Record that a reload replaced the kernel's deny rules (`enforce` as in daemon_started)."""
+    rec = envelope(
+        now_ns,
+        host,
+        seq,
+        action="enforce-changed",
+        dataset=LIFECYCLE_DATASET,
+        category=["configuration"],
+        type_=["change"],
+    )
+    rec["claude_audit"] = {"enforce": dict(enforce)}
     return rec
 
 
@@ -317,15 +362,16 @@ def events_lost(
 ) -> dict[str, Any]:
     """Record that `count` events were lost at `where` (one of LOST_WHERE) since `since_ns`.
 
-    "kernel-ring": the BPF ring buffer was full; "kernel-tracking": the kernel's table of tracked
-    processes was full; "kernel-candidates": session triggers the kernel did not adopt (a user over its
-    per-second candidate budget, or the candidates' map full; a real session among them is found by the
-    next scan); "queue": the daemon's in-memory queue was full; "decode": events that could not be
-    decoded; "file": audit lines that could not be written; "journal": records journald's socket could
-    not take at once; "held-overflow": records of a process awaiting the verdict on whether it is Claude
-    Code beyond the number held for it; "held-at-stop": records of such processes still undecided when
-    the daemon stopped; "crash": records already taken from the kernel ring that a crashing daemon could
-    not handle.
+    "kernel-ring": the BPF ring buffer was full; "kernel-ring-decision": the same, for the record of an
+    exec a deny rule matched (the kill happened; its record is what was lost); "kernel-tracking": the
+    kernel's table of tracked processes was full; "kernel-candidates": session triggers the kernel did not
+    adopt (a user over its per-second candidate budget, or the candidates' map full; a real session among
+    them is found by the next scan); "queue": the daemon's in-memory queue was full; "decode": events that
+    could not be decoded; "file": audit lines that could not be written; "journal": records journald's
+    socket could not take at once; "held-overflow": records of a process awaiting the verdict on whether
+    it is Claude Code beyond the number held for it; "held-at-stop": records of such processes still
+    undecided when the daemon stopped; "crash": records already taken from the kernel ring that a crashing
+    daemon could not handle.
 
     For "file" the count is of records (lines) that could not be written, and `lost_bytes` their size
     (RotatingFile.take_gap gives both).

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from . import bpf_layout as L
 from .btf import Btf
+from .enforce import CompiledRules, Mode, RuleInfo, compile_rules, state_word
 from .kernel import TRACEPOINTS, KernelSupport, kernel_support
 
 # Raw tracepoints only: their arguments (TP_PROTO) are stable across the supported kernels, where the
@@ -245,6 +246,14 @@ class Sensor:
         comms = self.bpf[b"candidate_comms"]
         for name in settings.candidate_comms:
             comms[L.CommKey(name.encode()[: L.COMM_LEN - 1])] = ctypes.c_uint8(1)
+        self.enforce_state = self.bpf[b"enforce_state"]
+        self.deny_prefix = self.bpf[b"deny_prefix"]
+        self.deny_name = self.bpf[b"deny_name"]
+        self.deny_rules = self.bpf[b"deny_rules"]
+        self.enforce_mode: Mode = "off"
+        self.enforce_tables: dict[int, CompiledRules] = {}
+        """Generation -> its rules; the inactive one is kept so records made just before a switch resolve."""
+        self._active_generation = 1
         self.bpf[b"events"].open_ring_buffer(self._on_event)
         release_compiler_memory()
 
@@ -275,6 +284,60 @@ class Sensor:
             per_cpu = self.counters[ctypes.c_int(i)]
             totals.append(sum(int(v) for v in per_cpu))
         return totals
+
+    # -- enforcement (enforce_state, deny_prefix, deny_name, deny_rules) ------------------------------
+    def apply_enforcement(
+        self, mode: Mode, groups: dict[tuple[Any, str], list[int]], rules: Any
+    ) -> CompiledRules:
+        """Make `rules` (with config.deny_rule_groups(rules)) the kernel's rules in `mode`, atomically.
+
+        The new rules go into the inactive generation, one word switches mode and generation, then the
+        old generation's entries are removed. "off" switches first and leaves no entry at all. The caller
+        passes the effective mode (enforce.effective_mode): this does not check the kernel can kill.
+        """
+        new_generation = 1 - self._active_generation
+        self._clear_generation(new_generation)
+        compiled = compile_rules(groups, rules, new_generation)
+        if mode != "off":
+            for rk, rv in compiled.rule_entries:
+                self.deny_rules[ctypes.c_int(rk)] = rv
+            for nk, nv in compiled.name_entries:
+                self.deny_name[nk] = nv
+            for pk, pv in compiled.prefix_entries:
+                self.deny_prefix[pk] = pv
+        self.enforce_state[ctypes.c_int(0)] = ctypes.c_uint32(state_word(mode, new_generation))
+        old = self._active_generation
+        self._active_generation = new_generation
+        self.enforce_mode = mode
+        self.enforce_tables[new_generation] = compiled
+        self._clear_generation(old)
+        if mode == "off":
+            self._clear_generation(new_generation)
+        return compiled
+
+    def _clear_generation(self, generation: int) -> None:
+        old = self.enforce_tables.get(generation)
+        if old is None:
+            return
+        for nk, _ in old.name_entries:
+            with contextlib.suppress(KeyError):
+                del self.deny_name[nk]
+        for pk, _ in old.prefix_entries:
+            with contextlib.suppress(KeyError):
+                del self.deny_prefix[pk]
+        for rk, _ in old.rule_entries:
+            self.deny_rules[ctypes.c_int(rk)] = L.DenyRule()
+
+    def deny_rule(self, generation: int, index: int) -> RuleInfo | None:
+        """The rule a kernel decision names (generation and index from the exec record), if known."""
+        table = self.enforce_tables.get(generation)
+        if table is None or index >= len(table.rules):
+            return None
+        return table.rules[index]
+
+    def kernel_deny_entries(self) -> int:
+        """How many deny keys the kernel holds now (0 after "off")."""
+        return len(list(self.deny_name.keys())) + len(list(self.deny_prefix.keys()))
 
     # -- session roots (target_pid_map, pending_root_map) --------------------------------------------
     def add_root(self, pid: int, start_ticks: int, pending: bool = False) -> bool:

@@ -26,7 +26,26 @@ def test_check_config_ok_prints_effective_settings(
     assert main(["check-config", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"config OK: {cfg}")
-    assert json.loads(out.split("\n", 1)[1])["audit_log"]["backups"] == 2
+    settings, _end = json.JSONDecoder().raw_decode(out.split("\n", 1)[1])
+    assert settings["audit_log"]["backups"] == 2
+
+
+def test_check_config_shows_the_effective_deny_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """check-config lists each deny rule as the kernel will apply it, user names resolved to uids."""
+    cfg = _cfg(
+        tmp_path,
+        '[enforce]\nmode = "dry-run"\n[[enforce.deny]]\nid = "no-force-push"\nprogram = "git"\n'
+        'args = ["push", "--force"]\nusers = ["root", 1000]\nreason = "needs a human"\n',
+    )
+    assert main(["check-config", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "enforce: mode dry-run, 1 deny rule(s)" in out
+    assert (
+        "  no-force-push: program 'git' args starting ['push', '--force'] for uids [0, 1000]: needs a human"
+        in out
+    )
 
 
 @pytest.mark.parametrize(

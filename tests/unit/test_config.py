@@ -240,3 +240,82 @@ def test_non_regular_and_missing_are_refused(tmp_path: Path) -> None:
         check_file_safety(tmp_path)
     with pytest.raises(ConfigError, match="cannot stat"):
         check_file_safety(tmp_path / "nope")
+
+
+def _deny(**rule: Any) -> dict[str, Any]:
+    return {"enforce": {"mode": "enforce", "deny": [{"id": "r1", "reason": "because", **rule}]}}
+
+
+def test_enforce_is_off_by_default_with_no_rules() -> None:
+    """Prevention is opt-in: the defaults load no rule."""
+    assert Config().enforce.mode == "off"
+    assert Config().enforce.deny == []
+
+
+def test_deny_rule_in_the_issue_shape_loads() -> None:
+    """The documented shape (program + args + reason) is accepted as written."""
+    c = parse_config(_deny(program="npm", args=["publish"], users=["root", 1000]))
+    rule = c.enforce.deny[0]
+    assert (rule.program, rule.args, rule.uids()) == ("npm", ["publish"], [0, 1000])
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ({}, "enforce.deny.0: Value error, needs exactly one of program, path or path_prefix"),
+        ({"program": "git", "path": "/usr/bin/git"}, "needs exactly one of program, path or path_prefix"),
+        ({"program": "/usr/bin/git"}, "enforce.deny.0.program: must be a file name, not a path"),
+        ({"program": "x" * 64}, "enforce.deny.0.program: must be at most 63 bytes"),
+        ({"path": "bin/git"}, "enforce.deny.0.path: must be an absolute path"),
+        ({"path_prefix": "/" + "x" * 254}, "enforce.deny.0.path_prefix: must be at most 254 bytes"),
+        ({"program": "git", "args": ["a\0b"]}, "enforce.deny.0.args.0: must not contain a NUL byte"),
+        ({"program": "git", "args": ["x" * 300]}, "args: at most 255 bytes"),
+        ({"program": "git", "users": ["no-such-user-here"]}, "enforce.deny.0.users.0: no such user"),
+        ({"program": "git", "users": [-1]}, "enforce.deny.0.users.0: must be a uid"),
+        ({"program": "git", "id": "has space"}, "enforce.deny.0.id: must be 1 to 64 letters"),
+        ({"program": "git", "reason": " "}, "enforce.deny.0.reason: must not be empty"),
+        ({"program": "git", "action": "kill"}, "enforce.deny.0.action: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_deny_rules_name_the_key(rule: dict[str, Any], expected: str) -> None:
+    """Each invalid rule is refused with the dotted key of what is wrong."""
+    assert expected.removeprefix("enforce.deny.0: Value error, ") in _error(_deny(**rule))
+    assert "enforce.deny.0" in _error(_deny(**rule))
+
+
+def test_bad_mode_and_duplicate_ids_are_refused() -> None:
+    """The mode is one of three words; two rules cannot share an id (records name rules by id)."""
+    assert "enforce.mode: Input should be 'off', 'dry-run' or 'enforce'" in _error(
+        {"enforce": {"mode": "on"}}
+    )
+    two = {"id": "same", "reason": "r", "program": "a"}
+    assert "rule id 'same' is used twice" in _error({"enforce": {"deny": [two, {**two, "program": "b"}]}})
+
+
+def test_rules_per_kernel_key_are_bounded_counting_covering_prefixes() -> None:
+    """More rules than the kernel checks per lookup on one path (own and covering prefixes): an error."""
+    rules = [{"id": f"p{i}", "reason": "r", "path_prefix": "/opt/" + "x" * i} for i in range(17)]
+    assert "17 rules apply to path '/opt/" in _error({"enforce": {"deny": rules}})
+    assert parse_config({"enforce": {"deny": rules[:16]}}).enforce.deny[15].id == "p15"
+
+
+def test_rule_groups_close_over_shorter_prefixes() -> None:
+    """A longest-prefix hit also checks every shorter prefix rule and exact paths carry their NUL."""
+    c = parse_config(
+        {
+            "enforce": {
+                "deny": [
+                    {"id": "opt", "reason": "r", "path_prefix": "/opt/"},
+                    {"id": "tool", "reason": "r", "path": "/opt/tools/x"},
+                    {"id": "tools", "reason": "r", "path_prefix": "/opt/tools/"},
+                    {"id": "name", "reason": "r", "program": "x"},
+                ]
+            }
+        }
+    )
+    assert config.deny_rule_groups(c.enforce.deny) == {
+        ("path", "/opt/"): [0],
+        ("path", "/opt/tools/x\0"): [0, 1, 2],
+        ("path", "/opt/tools/"): [0, 2],
+        ("program", "x"): [3],
+    }

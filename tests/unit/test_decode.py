@@ -102,3 +102,14 @@ def test_split_argv_roundtrip(args: list[bytes]) -> None:
 def test_split_argv_empty() -> None:
     """No argv area (an unreadable or empty one) is no arguments."""
     assert split_argv(b"") == []
+
+
+def test_exec_decision_is_decoded() -> None:
+    """A denied exec's record carries the decision and the rule's generation and index."""
+    flags = bpf_layout.EXEC_DENIED | ((1 << 8 | 3) << bpf_layout.EXEC_DENY_RULE_SHIFT)
+    ev = decode_event(raw_exec(b"/usr/bin/git", b"git\0push\0--force\0", flags=flags), 0)
+    assert isinstance(ev, ExecEvent)
+    assert ev.denial is not None
+    assert (ev.denial.decision, ev.denial.generation, ev.denial.index) == ("denied", 1, 3)
+    plain = decode_event(raw_exec(b"/usr/bin/git", b"git\0push\0"), 0)
+    assert isinstance(plain, ExecEvent) and plain.denial is None

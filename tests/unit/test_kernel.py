@@ -9,7 +9,7 @@ from pathlib import Path
 from btf_builder import Builder
 
 from claude_audit.btf import KERNEL_FACTS, KIND_INT, KIND_PTR, KIND_STRUCT, KIND_TYPEDEF, Btf
-from claude_audit.kernel import HELPERS, MAP_TYPES, PROG_TYPES, TRACEPOINTS, kernel_support
+from claude_audit.kernel import ENFORCE_HELPERS, HELPERS, MAP_TYPES, PROG_TYPES, TRACEPOINTS, kernel_support
 
 BPF_SOURCE = Path(__file__).parents[2] / "bpf" / "claude_audit.bpf.c"
 
@@ -38,7 +38,8 @@ def _kernel_btf(
         params = exit_params if tp == "sched_process_exit" else needed
         proto = b.func_proto([u64] * (1 + params))
         b.add(KIND_TYPEDEF, f"btf_trace_{tp}", b.add(KIND_PTR, "", proto))
-    b.enum("bpf_func_id", ["BPF_FUNC_" + h for h in HELPERS if h != drop_helper])
+    helpers = [*HELPERS, *ENFORCE_HELPERS]
+    b.enum("bpf_func_id", ["BPF_FUNC_" + h for h in helpers if h != drop_helper])
     b.enum("bpf_map_type", ["BPF_MAP_TYPE_" + m for m in MAP_TYPES if m != drop_map])
     b.enum("bpf_prog_type", ["BPF_PROG_TYPE_" + p for p in PROG_TYPES])
     return Btf(b.blob())
@@ -49,7 +50,18 @@ def test_complete_kernel_lacks_nothing() -> None:
     support = kernel_support(_kernel_btf())
     assert support.missing == ()
     assert "-DEXIT_TP_HAS_GROUP_DEAD=0" in support.cflags()
-    assert len(support.cflags()) == len(KERNEL_FACTS) + 1
+    assert "-DENFORCE_CAN_KILL=1" in support.cflags()
+    assert support.can_kill
+    assert len(support.cflags()) == len(KERNEL_FACTS) + 2
+
+
+def test_kernel_without_send_signal_runs_but_cannot_kill() -> None:
+    """No bpf_send_signal (before 5.3) is not fatal: the program loads, enforce mode is said impossible."""
+    support = kernel_support(_kernel_btf(drop_helper="send_signal"))
+    assert support.missing == ()
+    assert not support.can_kill
+    assert support.cannot_kill == ("BPF helper BPF_FUNC_send_signal (Linux 5.3 and later)",)
+    assert "-DENFORCE_CAN_KILL=0" in support.cflags()
 
 
 def test_group_dead_argument_is_used_where_the_kernel_passes_it() -> None:
@@ -85,8 +97,14 @@ def test_every_helper_map_and_probe_of_the_bpf_source_is_checked() -> None:
     methods = {"lookup": "map_lookup_elem", "update": "map_update_elem", "delete": "map_delete_elem"}
     for method in re.findall(r"\.(\w+)\(", src):
         helpers.add(methods.get(method, method))
-    assert helpers == set(HELPERS)
-    macros = {"HASH": "HASH", "ARRAY": "ARRAY", "PERCPU_ARRAY": "PERCPU_ARRAY", "RINGBUF_OUTPUT": "RINGBUF"}
+    assert helpers == set(HELPERS) | set(ENFORCE_HELPERS)
+    macros = {
+        "HASH": "HASH",
+        "ARRAY": "ARRAY",
+        "PERCPU_ARRAY": "PERCPU_ARRAY",
+        "RINGBUF_OUTPUT": "RINGBUF",
+        "LPM_TRIE": "LPM_TRIE",
+    }
     declared = {macros[m] for m in re.findall(r"\bBPF_([A-Z_]+)\(", src) if m != "TABLE"}
     declared |= {t.upper() for t in re.findall(r'\bBPF_TABLE\("(\w+)"', src)}
     assert declared == set(MAP_TYPES)
@@ -97,3 +115,4 @@ def test_every_helper_map_and_probe_of_the_bpf_source_is_checked() -> None:
 def test_running_kernel_lacks_nothing() -> None:
     """This machine's kernel has everything the program uses (CI runs on it)."""
     assert kernel_support(Btf.load()).missing == ()
+    assert kernel_support(Btf.load()).can_kill

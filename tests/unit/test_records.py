@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from claude_audit import records
-from claude_audit.events import TrackFlag
+from claude_audit.events import Denial, TrackFlag
 from claude_audit.records import (
     command_line,
     config_rejected,
@@ -315,6 +315,7 @@ def test_accepted_values_are_the_documented_ones() -> None:
     assert {"scan", "kernel-trigger", "startup"} == records.SESSION_FOUND_HOW
     assert {
         "kernel-ring",
+        "kernel-ring-decision",
         "kernel-tracking",
         "kernel-candidates",
         "journal",
@@ -339,3 +340,32 @@ def test_exec_record_carries_trace_context() -> None:
     assert rec["span"] == {"id": "00f067aa0ba902b7"}
     plain = records.exec_record(ev, HOST, {"pid": 1}, 1)
     assert "trace" not in plain and "span" not in plain
+
+
+def test_denied_exec_is_an_alert_naming_the_rule() -> None:
+    """A killed exec: action exec-denied, alert, outcome failure, rule id and reason, argv and claude kept."""
+    denial = Denial("denied", 0, 2, rule_id="no-force-push", reason="needs a human")
+    rec = exec_record(exec_event(denial=denial), HOST, CLAUDE, 7)
+    assert rec["event"]["action"] == "exec-denied"
+    assert rec["event"]["kind"] == "alert"
+    assert rec["event"]["outcome"] == "failure"
+    assert rec["event"]["type"] == ["start", "denied"]
+    assert rec["event"]["reason"] == "needs a human"
+    assert rec["rule"] == {
+        "id": "no-force-push",
+        "description": "needs a human",
+        "ruleset": "claude-audit enforce",
+    }
+    assert rec["claude_audit"]["enforce"] == {"decision": "denied", "rule_generation": 0, "rule_index": 2}
+    assert rec["claude"] == CLAUDE and rec["process"]["args"]
+
+
+def test_would_deny_is_an_alert_that_ran() -> None:
+    """Dry-run: action exec-would-deny, still an alert, outcome success (the program ran)."""
+    rec = exec_record(exec_event(denial=Denial("would-deny", 1, 0, "r", "why")), HOST, CLAUDE, 7)
+    assert (rec["event"]["action"], rec["event"]["kind"], rec["event"]["outcome"]) == (
+        "exec-would-deny",
+        "alert",
+        "success",
+    )
+    assert exec_record(exec_event(), HOST, CLAUDE, 7)["event"]["action"] == "exec"
