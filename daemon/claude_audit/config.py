@@ -7,6 +7,8 @@ strings, and unknown keys are errors, so a typo cannot silently leave a default 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import stat
 import tomllib
@@ -49,6 +51,12 @@ def _absolute(p: Path) -> Path:
     return p
 
 
+def _absolute_or_off(s: str) -> str:
+    if s and not s.startswith("/"):
+        raise ValueError('must be an absolute path, or "" for none')
+    return s
+
+
 def _not_blank(s: str) -> str:
     if not s.strip():
         raise ValueError("must not be empty")
@@ -69,6 +77,7 @@ def _basename(s: str) -> str:
 
 PowerOfTwo = Annotated[int, AfterValidator(_power_of_two)]
 AbsPath = Annotated[Path, Field(strict=False), AfterValidator(_absolute)]
+AbsPathOrOff = Annotated[str, AfterValidator(_absolute_or_off)]
 Glob = Annotated[str, AfterValidator(_not_blank)]
 CommName = Annotated[str, AfterValidator(_comm_name)]
 BaseName = Annotated[str, AfterValidator(_basename)]
@@ -158,6 +167,10 @@ class DaemonConfig(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     state_dir: AbsPath = Path("/var/lib/claude-audit")
     runtime_dir: AbsPath = Path("/run/claude-audit")
+    # A SIEM tells a dead or masked daemon from a quiet host only by a record that comes regardless.
+    heartbeat_interval_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    # "" (TOML has no null) means no textfile.
+    prometheus_textfile: AbsPathOrOff = ""
 
 
 class Config(BaseModel):
@@ -170,6 +183,24 @@ class Config(BaseModel):
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+
+
+def config_digest(config: Config) -> str:
+    """ "sha256:<hex>" of the effective settings (defaults included, comments and key order not), so
+    hosts running the same policy report the same digest whatever their file looks like."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """Dotted keys whose value differs between two configs, sorted."""
+    a, b = old.model_dump(mode="json"), new.model_dump(mode="json")
+    return sorted(
+        f"{section}.{key}"
+        for section in b
+        for key in b[section]
+        if a.get(section, {}).get(key) != b[section][key]
+    )
 
 
 def format_validation_error(err: ValidationError, source: Path | str) -> str:

@@ -29,7 +29,7 @@ import structlog
 
 from . import __version__, heartbeat, records
 from . import bpf_layout as L
-from .config import Config, ConfigError, check_file_safety, load_config
+from .config import Config, ConfigError, changed_keys, check_file_safety, config_digest, load_config
 from .decode import DecodeError, decode_event
 from .discovery import Matchers
 from .journal import JournalSink
@@ -43,12 +43,17 @@ from .tracker import Lost, NotWatched, Outcome, SessionEnded, SessionFound, Trac
 
 log = structlog.get_logger("claude_audit")
 
+RESTART_SECTIONS = frozenset({"capture"})
+"""Config sections the BPF program is compiled with: a reload records a change, the next start applies it."""
 EX_SOFTWARE = 70
 """Exit status of a crash (sysexits: internal software error), so systemd's Restart=on-failure acts."""
 RECHECK_INTERVAL_SECONDS = 0.1
 """How often undecided candidates are looked at again in /proc. Not every poll: under a flood of
 look-alikes (each user may have the kernel adopt 20 a second) a recheck per 20 ms poll would re-read
 /proc for every one of them 50 times a second."""
+METRICS_INTERVAL_SECONDS = 15.0
+"""Most seconds between rewrites of the Prometheus textfile (node_exporter's scrape interval is 15 s to
+1 min): its timestamp must move even when heartbeats are minutes apart."""
 SWEEP_INTERVAL_SECONDS = 10.0
 """How often ended sessions, idle invocations and rejected candidates are looked at for eviction."""
 
@@ -91,6 +96,7 @@ class Daemon:
         self.in_flight: collections.deque[bytes] = collections.deque()
         """Raw records taken from the ring and not yet handled (counted as lost if the daemon crashes)."""
         self.started_ns = 0
+        self.config_digest = config_digest(config)
 
     # -- the pipeline ---------------------------------------------------------------------------------
     def publish(self, outcomes: Iterable[Outcome]) -> None:
@@ -175,6 +181,7 @@ class Daemon:
             "version": __version__,
             "started": self.started_ns,
             "log_path": str(self.config.audit_log.path),
+            "config_digest": self.config_digest,
             "records_written": self.out.records_written,
             "events_lost": self.events_lost,
             "losses": dict(self.out.ledger.reported),
@@ -242,8 +249,22 @@ class Daemon:
         if new_log is not None:
             self.out.replace_log(new_log)
         self.tracker.matchers = Matchers.from_config(new.discovery)
+        changed = changed_keys(self.config, new)
+        previous_digest, self.config_digest = self.config_digest, config_digest(new)
         self.config = new
-        log.info("config reloaded")
+        self.out.emit(
+            records.config_reloaded(
+                _now_ns(),
+                self.host,
+                self.out.next_seq(),
+                config_path=str(self.config_path),
+                digest=self.config_digest,
+                previous_digest=previous_digest,
+                changed=changed,
+                needs_restart=[k for k in changed if k.split(".")[0] in RESTART_SECTIONS],
+            )
+        )
+        log.info("config reloaded", changed=changed)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -270,6 +291,7 @@ class Daemon:
                 sessions=found,
                 probes=list(PROBES),
                 kernel=self.sensor.kernel_facts(),
+                config_digest=self.config_digest,
             )
         )
         if previous is not None:
@@ -286,11 +308,71 @@ class Daemon:
             )
             if reason == "crash":
                 log.warning("previous run did not stop cleanly", pid=previous.pid)
-        heartbeat.write(self.config.daemon.state_dir, _now_ns())
+        self.emit_heartbeat()
         out.flush()
         self.tick_status()
         self.notifier.notify("READY=1")
         log.info("ready", sessions=found, log=str(self.config.audit_log.path))
+
+    def liveness(self) -> heartbeat.Liveness:
+        """The daemon's vital signs now (heartbeat record and metrics file)."""
+        assert self.out is not None and self.tracker is not None and self.sensor is not None
+        kernel = self.sensor.program_state()
+        return heartbeat.Liveness(
+            now_ns=_now_ns(),
+            started_ns=self.started_ns,
+            version=__version__,
+            config_digest=self.config_digest,
+            records_written=self.out.records_written,
+            losses=dict(self.out.ledger.reported),
+            sessions_watched=len(self.tracker.sessions.live()),
+            execs_seen=self.counters[L.COUNTER_EXECS_SEEN],
+            programs_attached=kernel["programs_attached"],
+            programs_expected=kernel["programs_expected"],
+        )
+
+    def emit_heartbeat(self) -> None:
+        """The heartbeat record, and the metrics file if configured."""
+        assert self.out is not None and self.sensor is not None
+        self.report_losses()  # refreshes the kernel counters too
+        kernel = self.sensor.program_state()
+        live = self.liveness()
+        self.out.emit(
+            records.heartbeat(
+                live.now_ns,
+                self.host,
+                self.out.next_seq(),
+                version=live.version,
+                pid=os.getpid(),
+                started_ns=live.started_ns,
+                interval_seconds=self.config.daemon.heartbeat_interval_seconds,
+                config_digest=live.config_digest,
+                config_path=str(self.config_path) if self.config_path else None,
+                counters={
+                    # +1: this heartbeat itself, so the count matches the log after it
+                    "records_written": live.records_written + 1,
+                    "execs_seen": live.execs_seen,
+                    "execs_filtered_not_session": self.tracker.counts.not_session if self.tracker else 0,
+                },
+                losses={k: v for k, v in live.losses.items() if v},
+                sessions_watched=live.sessions_watched,
+                kernel=kernel,
+            )
+        )
+        # The state file never lags the last heartbeat record, so the next start's unwatched-window
+        # begins no earlier than the last heartbeat a SIEM saw.
+        heartbeat.write(self.config.daemon.state_dir, _now_ns())
+        if kernel["state"] != "attached":
+            log.error("BPF programs missing", **kernel)
+        self.write_metrics(live)
+
+    def write_metrics(self, live: heartbeat.Liveness | None = None) -> None:
+        """Rewrite the Prometheus textfile, if one is configured."""
+        target = self.config.daemon.prometheus_textfile
+        if not target:
+            return
+        if not heartbeat.write_textfile(Path(target), heartbeat.prometheus_text(live or self.liveness())):
+            log.debug("cannot write the metrics file", path=target)
 
     def tick_status(self) -> None:
         """Status file and systemd status line."""
@@ -321,6 +403,8 @@ class Daemon:
         next_scan = time.monotonic() + self.config.discovery.scan_interval_seconds
         next_sweep = time.monotonic() + SWEEP_INTERVAL_SECONDS
         next_tick = next_recheck = 0.0
+        next_heartbeat = time.monotonic() + self.config.daemon.heartbeat_interval_seconds
+        next_metrics = time.monotonic() + METRICS_INTERVAL_SECONDS
         timeout_ms = max(1, int(min(self.config.daemon.poll_interval_seconds, watchdog_every or 1.0) * 1000))
         while not self.signals.stop:
             self.loop_once(timeout_ms)
@@ -341,6 +425,13 @@ class Daemon:
             if now >= next_sweep:
                 self.tracker.sweep()
                 next_sweep = now + SWEEP_INTERVAL_SECONDS
+            if now >= next_heartbeat:
+                self.emit_heartbeat()
+                next_heartbeat = now + self.config.daemon.heartbeat_interval_seconds
+                next_metrics = now + METRICS_INTERVAL_SECONDS
+            elif now >= next_metrics:
+                self.write_metrics()
+                next_metrics = now + METRICS_INTERVAL_SECONDS
             if now >= next_tick:
                 self.report_losses()
                 self.out.flush()

@@ -112,3 +112,29 @@ def test_status_neutralises_session_fields(tmp_path: Path, capsys: pytest.Captur
         assert bad not in out
     assert len(out.splitlines()) == 6  # the value's newline did not make a line of its own
     assert "\\x1b[2J" in out
+
+
+def test_bad_start_up_config_reaches_journald(tmp_path: Path) -> None:
+    """A config the daemon cannot start on is sent to journald's socket as a config-rejected alert."""
+    import socket
+
+    from claude_audit.cli import announce_rejected_config
+
+    sock_path = tmp_path / "journal.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(str(sock_path))
+        receiver.settimeout(10)
+        assert announce_rejected_config("c.toml: daemon.log_level: bad", tmp_path / "c.toml", sock_path, "b")
+        entry = receiver.recv(1 << 20)
+    assert b"AUDIT_ACTION=config-rejected\n" in entry
+    assert b"daemon.log_level: bad" in entry
+    record_line = entry.split(b"AUDIT_RECORD=", 1)[1].split(b"\n", 1)[0]
+    rec = json.loads(record_line)
+    assert rec["event"]["kind"] == "alert" and rec["claude_audit"]["when"] == "start"
+
+
+def test_announce_without_journald_is_false(tmp_path: Path) -> None:
+    """No journald socket: the announcement reports failure and does not raise."""
+    from claude_audit.cli import announce_rejected_config
+
+    assert not announce_rejected_config("x", tmp_path / "c.toml", tmp_path / "no-socket", "b")

@@ -229,3 +229,27 @@ def test_non_regular_and_missing_are_refused(tmp_path: Path) -> None:
         check_file_safety(tmp_path)
     with pytest.raises(ConfigError, match="cannot stat"):
         check_file_safety(tmp_path / "nope")
+
+
+def test_config_digest_follows_settings_not_text() -> None:
+    """Same settings give the same digest (however written); any changed value changes it."""
+    from claude_audit.config import changed_keys, config_digest
+
+    a = parse_config({})
+    b = parse_config({"audit_log": {"backups": 5}})  # the default, spelled out
+    c = parse_config({"audit_log": {"backups": 6}, "capture": {"argv_max_bytes": 4096}})
+    assert config_digest(a) == config_digest(b)
+    assert config_digest(a) != config_digest(c) and config_digest(a).startswith("sha256:")
+    assert changed_keys(a, c) == ["audit_log.backups", "capture.argv_max_bytes"]
+    assert changed_keys(a, b) == []
+
+
+def test_prometheus_textfile_is_absolute_or_off() -> None:
+    """The metrics file is "" (none) or an absolute path; a relative one names the key."""
+    assert parse_config({}).daemon.prometheus_textfile == ""
+    ok = parse_config({"daemon": {"prometheus_textfile": "/var/lib/prometheus/node-exporter/c.prom"}})
+    assert ok.daemon.prometheus_textfile.endswith("c.prom")
+    with pytest.raises(ConfigError, match=r"daemon\.prometheus_textfile: must be an absolute path"):
+        parse_config({"daemon": {"prometheus_textfile": "c.prom"}})
+    with pytest.raises(ConfigError, match=r"daemon\.heartbeat_interval_seconds"):
+        parse_config({"daemon": {"heartbeat_interval_seconds": 0}})
