@@ -89,7 +89,9 @@ class AuditLogConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     path: AbsPath = Path("/var/log/claude-audit/audit.jsonl")
-    max_bytes: int = Field(default=104_857_600, gt=0)
+    # 0: logrotate owns rotation (the shipped /etc/logrotate.d/claude-audit) and the daemon only follows
+    # the path; one owner, so the two can never rotate the same names.
+    max_bytes: int = Field(default=0, ge=0)
     backups: int = Field(default=5, ge=0)
     flush_interval_seconds: float = Field(default=0.5, gt=0)
 

@@ -43,7 +43,8 @@ def _drop_bits(mode: int, allowed: int) -> int:
 
 
 class RotatingFile:
-    """An append-only line file at `path`, rotated to path.1 ... path.`backups` past `max_bytes`.
+    """An append-only line file at `path`, rotated to path.1 ... path.`backups` past `max_bytes`
+    (`max_bytes` 0: never rotated here; logrotate renames it and the writer follows the path).
 
     The constructor opens (creating if needed) the directory and file and raises OSError if it cannot:
     at start-up that is a fatal set-up problem. After that, nothing raises OSError: see `last_error`,
@@ -61,8 +62,8 @@ class RotatingFile:
         write: WriteFn = os.write,
         buffer_bytes: int = 1 << 20,
     ) -> None:
-        if max_bytes <= 0 or backups < 0 or buffer_bytes <= 0:
-            raise ValueError("max_bytes and buffer_bytes must be > 0, backups >= 0")
+        if max_bytes < 0 or backups < 0 or buffer_bytes <= 0:
+            raise ValueError("buffer_bytes must be > 0, max_bytes and backups >= 0")
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
@@ -178,7 +179,7 @@ class RotatingFile:
         written = 0
         start = 0
         batch_bytes = 0
-        may_rotate = True
+        may_rotate = self.max_bytes > 0
         for i, line in enumerate(lines):
             used = self._size + batch_bytes
             if may_rotate and used > 0 and used + len(line) > self.max_bytes:

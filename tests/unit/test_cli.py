@@ -32,7 +32,7 @@ def test_check_config_ok_prints_effective_settings(
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ("[audit_log]\nmax_bytes = 0\n", "audit_log.max_bytes"),
+        ("[audit_log]\nmax_bytes = -1\n", "audit_log.max_bytes"),
         ("[audit_log]\nnope = 1\n", "audit_log.nope"),
         ("[capture]\nargv_max_bytes = 3000\n", "capture.argv_max_bytes"),
     ],

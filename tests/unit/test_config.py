@@ -61,7 +61,7 @@ def test_defaults() -> None:
     """The documented defaults, spot-checked on each table."""
     c = Config()
     assert c.audit_log.path == Path("/var/log/claude-audit/audit.jsonl")
-    assert c.audit_log.max_bytes == 104_857_600
+    assert c.audit_log.max_bytes == 0  # logrotate owns rotation
     assert c.capture.argv_max_bytes == 16_384
     assert c.discovery.interpreter_names == ["node", "bun"]
     assert c.journal.enabled is True
@@ -97,7 +97,7 @@ def test_sample_file_explains_every_key() -> None:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ({"audit_log": {"max_bytes": 0}}, "audit_log.max_bytes: Input should be greater than 0"),
+        ({"audit_log": {"max_bytes": -1}}, "audit_log.max_bytes: Input should be greater than or equal to 0"),
         ({"audit_log": {"backups": -1}}, "audit_log.backups: Input should be greater than or equal to 0"),
         ({"audit_log": {"max_bytes": "10"}}, "audit_log.max_bytes: Input should be a valid integer"),
         ({"audit_log": {"path": "audit.jsonl"}}, "audit_log.path: must be an absolute path"),
@@ -127,7 +127,7 @@ def test_errors_name_the_dotted_key(data: dict[str, Any], expected: str) -> None
 
 def test_every_error_is_reported() -> None:
     """Two bad keys give two messages, so one run of check-config shows everything to fix."""
-    msg = _error({"audit_log": {"max_bytes": 0, "backups": -1}})
+    msg = _error({"audit_log": {"max_bytes": -1, "backups": -1}})
     assert "audit_log.max_bytes" in msg
     assert "audit_log.backups" in msg
 
@@ -157,7 +157,7 @@ def test_load_names_file_and_line_on_syntax_error(tmp_path: Path) -> None:
 
 def test_load_names_file_and_key_on_invalid_value(tmp_path: Path) -> None:
     """A validation error from a file names the file and the dotted key."""
-    p = _write(tmp_path, "[audit_log]\nmax_bytes = 0\n")
+    p = _write(tmp_path, "[audit_log]\nmax_bytes = -1\n")
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(p))}: audit_log.max_bytes: "):
         load_config(p)
 
