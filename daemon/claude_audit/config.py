@@ -57,6 +57,12 @@ def _absolute_or_off(s: str) -> str:
     return s
 
 
+def _group_name(s: str) -> str:
+    if any(c in s for c in ":\n/") or not s.isprintable():
+        raise ValueError("must be a group name")
+    return s
+
+
 def _not_blank(s: str) -> str:
     if not s.strip():
         raise ValueError("must not be empty")
@@ -78,6 +84,7 @@ def _basename(s: str) -> str:
 PowerOfTwo = Annotated[int, AfterValidator(_power_of_two)]
 AbsPath = Annotated[Path, Field(strict=False), AfterValidator(_absolute)]
 AbsPathOrOff = Annotated[str, AfterValidator(_absolute_or_off)]
+GroupName = Annotated[str, AfterValidator(_group_name)]
 Glob = Annotated[str, AfterValidator(_not_blank)]
 CommName = Annotated[str, AfterValidator(_comm_name)]
 BaseName = Annotated[str, AfterValidator(_basename)]
@@ -94,6 +101,9 @@ class AuditLogConfig(BaseModel):
     max_bytes: int = Field(default=0, ge=0)
     backups: int = Field(default=5, ge=0)
     flush_interval_seconds: float = Field(default=0.5, gt=0)
+    # Readers' group of the directory and files ("" leaves the creator's group); a group that does not
+    # exist is warned about and the log stays readable by root alone.
+    group: GroupName = "claude-audit"
 
 
 class CaptureConfig(BaseModel):

@@ -29,6 +29,7 @@ import structlog
 
 from . import __version__, heartbeat, records
 from . import bpf_layout as L
+from .accounts import local_group_id
 from .config import Config, ConfigError, changed_keys, check_file_safety, config_digest, load_config
 from .decode import DecodeError, decode_event
 from .discovery import Matchers
@@ -58,8 +59,20 @@ SWEEP_INTERVAL_SECONDS = 10.0
 """How often ended sessions, idle invocations and rejected candidates are looked at for eviction."""
 
 
+def _log_group(cfg: Config) -> int | None:
+    name = cfg.audit_log.group
+    if not name:
+        return None
+    gid = local_group_id(name)
+    if gid is None:
+        log.warning("audit log group does not exist; the log is readable by root only", group=name)
+    return gid
+
+
 def _open_log(cfg: Config) -> RotatingFile:
-    return RotatingFile(cfg.audit_log.path, cfg.audit_log.max_bytes, cfg.audit_log.backups)
+    return RotatingFile(
+        cfg.audit_log.path, cfg.audit_log.max_bytes, cfg.audit_log.backups, group_id=_log_group(cfg)
+    )
 
 
 def _now_ns() -> int:

@@ -20,8 +20,9 @@ UNIT = "claude-audit.service"
 pytestmark = [pytest.mark.root]
 
 
-def test_no_tracefs_then_bad_config_is_not_restarted_and_reaches_journald() -> None:
-    """Without tracefs the service starts and writes daemon-started; with a bad config it fails once
+def test_no_tracefs_readers_group_then_bad_config_is_not_restarted() -> None:
+    """Without tracefs the service starts and writes daemon-started; with the claude-audit group present
+    the log directory and file get it (0750, 0640) from the sandboxed daemon; with a bad config it fails once
     with status 78, is not restarted, and `journalctl -u` shows the config-rejected alert naming the key."""
     deb: Path = build_deb()
     with booted_systemd() as env:
@@ -42,6 +43,18 @@ def test_no_tracefs_then_bad_config_is_not_restarted_and_reaches_journald() -> N
             timeout=60,
         )
         assert env.run(["mountpoint", "-q", "/sys/kernel/tracing"]).returncode != 0
+
+        # The readers' group (the package's postinst creates it; here by hand): at its next start the
+        # daemon, root but not a member, gives it the directory and the file (CAP_CHOWN in the unit).
+        env.run(["groupadd", "--system", "claude-audit"], check=True)
+        gid = env.run(["getent", "group", "claude-audit"], check=True).stdout.split(":")[2]
+        env.systemctl("restart", UNIT, check=True)
+        env.wait_active(UNIT)
+        owners = env.run(
+            ["stat", "-c", "%g %a %n", "/var/log/claude-audit", "/var/log/claude-audit/audit.jsonl"],
+            check=True,
+        ).stdout.split("\n")
+        assert owners[0].split()[:2] == [gid, "750"] and owners[1].split()[:2] == [gid, "640"], owners
 
         restarts = int(env.show(UNIT, "NRestarts"))
         env.write("/etc/claude-audit/config.toml", '[daemon]\nlog_level = "loud"\n', mode=0o644)

@@ -8,13 +8,16 @@ stated in the log with its exact count.
 from __future__ import annotations
 
 import errno
+import grp
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -421,3 +424,45 @@ def test_heartbeats_stop_at_sigkill_and_the_restart_names_the_gap(tmp_path: Path
     assert last_beat_ns <= _ns(w["from"]) <= killed_ns
     assert _ns(w["to"]) >= restarted_ns
     assert w["seconds"] >= 3.0
+
+
+def test_readers_group_can_read_the_log_and_others_cannot(tmp_path: Path) -> None:
+    """With [audit_log] group = "adm", the directory is 0750 and the file 0640 with that group: an
+    unprivileged user in the group lists and reads the log; the same user without the group cannot."""
+    base = Path(tempfile.mkdtemp(prefix="claude-audit-readers-"))
+    try:
+        base.chmod(0o755)  # the test's own directory: the reader must reach the log directory inside
+        log = base / "log" / "audit.jsonl"
+        cfg = config_text(tmp_path, log)
+        cfg.write_text(cfg.read_text().replace("[audit_log]\n", '[audit_log]\ngroup = "adm"\n'))
+        adm = grp.getgrnam("adm").gr_gid
+        with daemon(tmp_path, cfg, log):
+            pass
+        assert (log.parent.stat().st_gid, stat.S_IMODE(log.parent.stat().st_mode)) == (adm, 0o750)
+        assert (log.stat().st_gid, stat.S_IMODE(log.stat().st_mode)) == (adm, 0o640)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534"]
+        member = subprocess.run(
+            [*as_nobody, f"--groups={adm}", "sh", "-c", f"ls {log.parent} && cat {log}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert member.returncode == 0, member.stderr
+        assert "daemon-started" in member.stdout and "audit.jsonl" in member.stdout
+        outsider = subprocess.run(
+            [*as_nobody, "--clear-groups", "cat", str(log)], capture_output=True, text=True, check=False
+        )
+        assert outsider.returncode != 0 and "Permission denied" in outsider.stderr
+    finally:
+        shutil.rmtree(base)
+
+
+def test_missing_readers_group_is_a_warning(tmp_path: Path) -> None:
+    """A configured group that does not exist does not stop the daemon: one warning, root's group."""
+    log = tmp_path / "log" / "audit.jsonl"
+    cfg = config_text(tmp_path, log)
+    cfg.write_text(cfg.read_text().replace("[audit_log]\n", '[audit_log]\ngroup = "no-such-group-9f3"\n'))
+    with daemon(tmp_path, cfg, log) as d:
+        pass
+    assert "audit log group does not exist" in d.stderr()
+    assert log.stat().st_gid == 0

@@ -7,7 +7,9 @@ read the way `claude-audit tail --all` reads it holds every record exactly once,
 
 from __future__ import annotations
 
+import grp
 import json
+import stat
 import subprocess
 from pathlib import Path
 
@@ -40,11 +42,13 @@ def _lines(path: Path) -> int:
 
 def test_real_logrotate_under_load_loses_and_repeats_nothing(tmp_path: Path) -> None:
     """Six forced logrotate runs while a session runs 3000 numbered execs: afterwards audit.jsonl.1 is
-    plain, .2.gz ... .6.gz compressed, no name is used twice, and reading the set oldest first gives
-    event.sequence 1..N with no gap or repeat and every exec once, in the order it ran."""
+    plain, .2.gz ... .6.gz compressed, no name is used twice, every file keeps the readers' group, and
+    reading the set oldest first gives event.sequence 1..N with no gap or repeat and every exec once, in
+    the order it ran."""
     exe = fake_claude(tmp_path)
     log = tmp_path / "log" / "audit.jsonl"
     cfg = config_text(tmp_path, log, only_fake=True)
+    cfg.write_text(cfg.read_text().replace("[audit_log]\n", '[audit_log]\ngroup = "adm"\n'))
     state = tmp_path / "logrotate.state"
     with daemon(tmp_path, cfg, log) as d:
         conf = _logrotate_conf(tmp_path, log, d.proc.pid)
@@ -73,6 +77,11 @@ def test_real_logrotate_under_load_loses_and_repeats_nothing(tmp_path: Path) -> 
     assert names == ["audit.jsonl", "audit.jsonl.1"] + [
         f"audit.jsonl.{n}.gz" for n in range(2, ROTATIONS + 1)
     ]
+    # the readers' group stays on every file, the ones logrotate renamed and the ones it compressed
+    adm = grp.getgrnam("adm").gr_gid
+    for p in [log.parent, *log.parent.iterdir()]:
+        st = p.stat()
+        assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (adm, 0o750 if p.is_dir() else 0o640), p
     recs = [
         json.loads(line) for line in follow(log, from_start=True, include_rotated=True, stop=lambda: True)
     ]
