@@ -94,7 +94,8 @@ class AuditDaemon:
         flush = f"flush_interval_seconds = {self.flush_interval}\n" if self.flush_interval else ""
         cfg = self.dirpath / "config.toml"
         cfg.write_text(
-            f'[audit_log]\npath = "{self.log}"\n{flush}'
+            # no logrotate here: the daemon rotates, as the measured runs always did
+            f'[audit_log]\npath = "{self.log}"\nmax_bytes = 104857600\nbackups = 5\n{flush}'
             f'[daemon]\nruntime_dir = "{self.dirpath}/run"\nstate_dir = "{self.dirpath}/state"\n'
             + (
                 f'[journal]\nsocket_path = "{self.journal_socket}"\n'

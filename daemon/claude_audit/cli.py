@@ -58,7 +58,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .doctor import problems
     from .sensor import SensorError
 
-    config, path = _load(args.config)
+    try:
+        config, path = _load(args.config)
+    except ConfigError as exc:
+        announce_rejected_config(str(exc), args.config or DEFAULT_CONFIG_PATH)
+        raise
     _configure_logging(config.daemon.log_level)
     blocking = [p for p in problems() if p.fatal]
     if blocking:
@@ -72,6 +76,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     except SensorError as exc:
         print(f"claude-audit: cannot start the kernel sensor: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
+
+
+def announce_rejected_config(
+    error: str, config_path: Path, journal_socket: Path | None = None, boot_id: str | None = None
+) -> bool:
+    """Send a config-rejected alert to journald when the daemon cannot start on its config.
+
+    The audit file's path comes from the very config that failed, so journald is the one sink the
+    record can reach; without it a bad config looks like a quiet host. Best effort: False if journald
+    did not take it.
+    """
+    import socket
+    import time
+
+    from . import records
+    from .journal import DEFAULT_SOCKET, JournalSink, journal_fields
+    from .procfs import ProcFS
+    from .textenc import dumps_line
+
+    try:
+        boot = boot_id if boot_id is not None else ProcFS().boot_id()
+    except OSError:
+        boot = ""
+    host = records.HostInfo(hostname=socket.gethostname(), boot_id=boot)
+    rec = records.config_rejected(
+        time.time_ns(), host, 1, error=error, when="start", config_path=str(config_path)
+    )
+    with JournalSink(journal_socket or DEFAULT_SOCKET) as sink:
+        return sink.send(journal_fields(rec, dumps_line(rec)))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ strings, and unknown keys are errors, so a typo cannot silently leave a default 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pwd
 import re
@@ -56,6 +58,18 @@ def _absolute(p: Path) -> Path:
     return p
 
 
+def _absolute_or_off(s: str) -> str:
+    if s and not s.startswith("/"):
+        raise ValueError('must be an absolute path, or "" for none')
+    return s
+
+
+def _group_name(s: str) -> str:
+    if any(c in s for c in ":\n/") or not s.isprintable():
+        raise ValueError("must be a group name")
+    return s
+
+
 def _not_blank(s: str) -> str:
     if not s.strip():
         raise ValueError("must not be empty")
@@ -76,6 +90,8 @@ def _basename(s: str) -> str:
 
 PowerOfTwo = Annotated[int, AfterValidator(_power_of_two)]
 AbsPath = Annotated[Path, Field(strict=False), AfterValidator(_absolute)]
+AbsPathOrOff = Annotated[str, AfterValidator(_absolute_or_off)]
+GroupName = Annotated[str, AfterValidator(_group_name)]
 Glob = Annotated[str, AfterValidator(_not_blank)]
 CommName = Annotated[str, AfterValidator(_comm_name)]
 BaseName = Annotated[str, AfterValidator(_basename)]
@@ -87,9 +103,14 @@ class AuditLogConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     path: AbsPath = Path("/var/log/claude-audit/audit.jsonl")
-    max_bytes: int = Field(default=104_857_600, gt=0)
+    # 0: logrotate owns rotation (the shipped /etc/logrotate.d/claude-audit) and the daemon only follows
+    # the path; one owner, so the two can never rotate the same names.
+    max_bytes: int = Field(default=0, ge=0)
     backups: int = Field(default=5, ge=0)
     flush_interval_seconds: float = Field(default=0.5, gt=0)
+    # Readers' group of the directory and files ("" leaves the creator's group); a group that does not
+    # exist is warned about and the log stays readable by root alone.
+    group: GroupName = "claude-audit"
 
 
 class CaptureConfig(BaseModel):
@@ -235,6 +256,10 @@ class DaemonConfig(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     state_dir: AbsPath = Path("/var/lib/claude-audit")
     runtime_dir: AbsPath = Path("/run/claude-audit")
+    # A SIEM tells a dead or masked daemon from a quiet host only by a record that comes regardless.
+    heartbeat_interval_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    # "" (TOML has no null) means no textfile.
+    prometheus_textfile: AbsPathOrOff = ""
 
 
 class IntegrityConfig(BaseModel):
@@ -432,6 +457,24 @@ def privacy_policy(cfg: Config, key: bytes) -> Privacy:
         record_session_name=p.record_session_name,
         command_excerpt_chars=p.command_excerpt_chars,
         prompt_hasher=hasher,
+    )
+
+
+def config_digest(config: Config) -> str:
+    """ "sha256:<hex>" of the effective settings (defaults included, comments and key order not), so
+    hosts running the same policy report the same digest whatever their file looks like."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """Dotted keys whose value differs between two configs, sorted."""
+    a, b = old.model_dump(mode="json"), new.model_dump(mode="json")
+    return sorted(
+        f"{section}.{key}"
+        for section in b
+        for key in b[section]
+        if a.get(section, {}).get(key) != b[section][key]
     )
 
 

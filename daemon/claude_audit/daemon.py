@@ -31,12 +31,15 @@ import structlog
 
 from . import __version__, heartbeat, records
 from . import bpf_layout as L
+from .accounts import local_group_id
 from .chain import resume as resume_chain
 from .config import (
     Config,
     ConfigError,
     EnforceConfig,
+    changed_keys,
     check_file_safety,
+    config_digest,
     deny_rule_groups,
     load_config,
     privacy_policy,
@@ -61,6 +64,8 @@ from .tracker import ExecSeen, Lost, NotWatched, Outcome, SessionEnded, SessionF
 
 log = structlog.get_logger("claude_audit")
 
+RESTART_SECTIONS = frozenset({"capture"})
+"""Config sections the BPF program is compiled with: a reload records a change, the next start applies it."""
 EX_SOFTWARE = 70
 EX_CONFIG = 78
 """Exit status when the configured sealing key file cannot be used (sysexits: configuration error)."""
@@ -74,12 +79,27 @@ IDLE_TICK_SECONDS = 2.0
 this long before the crash), status file and loss report. While records flow it is the flush interval."""
 MAX_WAIT_SECONDS = 60.0
 """Longest single wait, whatever the timers say (a bound, not a knob)."""
+METRICS_INTERVAL_SECONDS = 15.0
+"""Most seconds between rewrites of the Prometheus textfile (node_exporter's scrape interval is 15 s to
+1 min): its timestamp must move even when heartbeats are minutes apart."""
 SWEEP_INTERVAL_SECONDS = 10.0
 """How often ended sessions, idle invocations and rejected candidates are looked at for eviction."""
 
 
+def _log_group(cfg: Config) -> int | None:
+    name = cfg.audit_log.group
+    if not name:
+        return None
+    gid = local_group_id(name)
+    if gid is None:
+        log.warning("audit log group does not exist; the log is readable by root only", group=name)
+    return gid
+
+
 def _open_log(cfg: Config) -> RotatingFile:
-    return RotatingFile(cfg.audit_log.path, cfg.audit_log.max_bytes, cfg.audit_log.backups)
+    return RotatingFile(
+        cfg.audit_log.path, cfg.audit_log.max_bytes, cfg.audit_log.backups, group_id=_log_group(cfg)
+    )
 
 
 def _journal_choice(cfg: Config) -> FieldChoice:
@@ -99,6 +119,21 @@ def _hash_key(cfg: Config) -> bytes:
 
 def _now_ns() -> int:
     return time.time_ns()
+
+
+@dataclasses.dataclass
+class Periodic:
+    """A task the main loop runs every `interval()` seconds (math.inf: never)."""
+
+    interval: Callable[[], float]
+    action: Callable[[], object]
+    due: float
+
+    def run_if_due(self, now: float) -> None:
+        """Run the task if its time has come, and schedule the next run."""
+        if now >= self.due:
+            self.action()
+            self.due = now + self.interval()
 
 
 class Daemon:
@@ -137,6 +172,7 @@ class Daemon:
         self.privacy: Privacy | None = None
         self.rules: LoadedRules | None = None
         self.detector: Detector | None = None
+        self.config_digest = config_digest(config)
 
     # -- the pipeline ---------------------------------------------------------------------------------
     def publish(self, outcomes: Iterable[Outcome]) -> None:
@@ -275,6 +311,7 @@ class Daemon:
             "version": __version__,
             "started": self.started_ns,
             "log_path": str(self.config.audit_log.path),
+            "config_digest": self.config_digest,
             "records_written": self.out.records_written,
             "events_lost": self.events_lost,
             "losses": dict(self.out.ledger.reported),
@@ -374,8 +411,22 @@ class Daemon:
             facts = self.apply_enforcement(new.enforce)
             self.out.emit(records.enforce_changed(_now_ns(), self.host, self.out.next_seq(), enforce=facts))
             log.info("deny rules replaced", **facts)
+        changed = changed_keys(self.config, new)
+        previous_digest, self.config_digest = self.config_digest, config_digest(new)
         self.config = new
-        log.info("config reloaded")
+        self.out.emit(
+            records.config_reloaded(
+                _now_ns(),
+                self.host,
+                self.out.next_seq(),
+                config_path=str(self.config_path),
+                digest=self.config_digest,
+                previous_digest=previous_digest,
+                changed=changed,
+                needs_restart=[k for k in changed if k.split(".")[0] in RESTART_SECTIONS],
+            )
+        )
+        log.info("config reloaded", changed=changed)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -423,6 +474,7 @@ class Daemon:
                 kernel=self.sensor.kernel_facts(),
                 rules=self.rules.summary() if self.rules else None,
                 enforce=enforce,
+                config_digest=self.config_digest,
             )
         )
         if previous is not None:
@@ -439,11 +491,71 @@ class Daemon:
             )
             if reason == "crash":
                 log.warning("previous run did not stop cleanly", pid=previous.pid)
-        heartbeat.write(self.config.daemon.state_dir, _now_ns())
+        self.emit_heartbeat()
         out.flush()
         self.tick_status()
         self.notifier.notify("READY=1")
         log.info("ready", sessions=found, log=str(self.config.audit_log.path))
+
+    def liveness(self) -> heartbeat.Liveness:
+        """The daemon's vital signs now (heartbeat record and metrics file)."""
+        assert self.out is not None and self.tracker is not None and self.sensor is not None
+        kernel = self.sensor.program_state()
+        return heartbeat.Liveness(
+            now_ns=_now_ns(),
+            started_ns=self.started_ns,
+            version=__version__,
+            config_digest=self.config_digest,
+            records_written=self.out.records_written,
+            losses=dict(self.out.ledger.reported),
+            sessions_watched=len(self.tracker.sessions.live()),
+            execs_seen=self.counters[L.COUNTER_EXECS_SEEN],
+            programs_attached=kernel["programs_attached"],
+            programs_expected=kernel["programs_expected"],
+        )
+
+    def emit_heartbeat(self) -> None:
+        """The heartbeat record, and the metrics file if configured."""
+        assert self.out is not None and self.sensor is not None
+        self.report_losses()  # refreshes the kernel counters too
+        kernel = self.sensor.program_state()
+        live = self.liveness()
+        self.out.emit(
+            records.heartbeat(
+                live.now_ns,
+                self.host,
+                self.out.next_seq(),
+                version=live.version,
+                pid=os.getpid(),
+                started_ns=live.started_ns,
+                interval_seconds=self.config.daemon.heartbeat_interval_seconds,
+                config_digest=live.config_digest,
+                config_path=str(self.config_path) if self.config_path else None,
+                counters={
+                    # +1: this heartbeat itself, so the count matches the log after it
+                    "records_written": live.records_written + 1,
+                    "execs_seen": live.execs_seen,
+                    "execs_filtered_not_session": self.tracker.counts.not_session if self.tracker else 0,
+                },
+                losses={k: v for k, v in live.losses.items() if v},
+                sessions_watched=live.sessions_watched,
+                kernel=kernel,
+            )
+        )
+        # The state file never lags the last heartbeat record, so the next start's unwatched-window
+        # begins no earlier than the last heartbeat a SIEM saw.
+        heartbeat.write(self.config.daemon.state_dir, _now_ns())
+        if kernel["state"] != "attached":
+            log.error("BPF programs missing", **kernel)
+        self.write_metrics(live)
+
+    def write_metrics(self, live: heartbeat.Liveness | None = None) -> None:
+        """Rewrite the Prometheus textfile, if one is configured."""
+        target = self.config.daemon.prometheus_textfile
+        if not target:
+            return
+        if not heartbeat.write_textfile(Path(target), heartbeat.prometheus_text(live or self.liveness())):
+            log.debug("cannot write the metrics file", path=target)
 
     def tick_status(self) -> None:
         """Status file and systemd status line."""
@@ -506,56 +618,65 @@ class Daemon:
         while some are pending.
         """
         assert self.out is not None and self.tracker is not None
+        out, tracker = self.out, self.tracker
+
+        def cfg() -> Config:
+            return self.config
+
         flush_every = self.config.audit_log.flush_interval_seconds
-        watchdog_every = self.notifier.watchdog_interval()
+        watchdog_every = self.notifier.watchdog_interval() or math.inf
         now = time.monotonic()
-        next_scan = now + self.config.discovery.scan_interval_seconds
-        next_sweep = now + SWEEP_INTERVAL_SECONDS
+        # In the order they run when due together; each interval is read when it is rescheduled, so a
+        # reload's new interval applies from the next run on.
+        periodic = [
+            Periodic(lambda: cfg().discovery.scan_interval_seconds, lambda: self.scan("scan"), now),
+            Periodic(lambda: SWEEP_INTERVAL_SECONDS, tracker.sweep, now),
+            Periodic(lambda: cfg().integrity.checkpoint_interval_seconds, out.checkpoint, now),
+            Periodic(lambda: cfg().daemon.heartbeat_interval_seconds, self.emit_heartbeat, now),
+            Periodic(
+                lambda: METRICS_INTERVAL_SECONDS if cfg().daemon.prometheus_textfile else math.inf,
+                self.write_metrics,
+                now,
+            ),
+        ]
+        for task in periodic:
+            task.due = now + task.interval()
         next_tick = now + flush_every
-        next_watchdog = now if watchdog_every else math.inf
+        next_watchdog = now if watchdog_every < math.inf else math.inf
         next_recheck = now
-        written_at_tick = self.out.records_written
+        written_at_tick = out.records_written
         busy = False
-        checkpoint_every = self.config.integrity.checkpoint_interval_seconds
-        next_checkpoint = now + checkpoint_every
         while not self.signals.stop:
             now = time.monotonic()
-            due = min(next_scan, next_sweep, next_tick, next_watchdog, next_checkpoint)
-            if len(self.tracker.candidates):
+            due = min(next_tick, next_watchdog, *(t.due for t in periodic))
+            if len(tracker.candidates):
                 due = min(due, next_recheck)
             self.collect(busy, min(max(0.0, due - now), MAX_WAIT_SECONDS))
             busy = self.handle_queued() > 0
-            if self.out.queued_lines:
+            if out.queued_lines:
                 # Records reach the file as soon as they are decoded, not at the next tick: the tick
                 # only paces status, loss reports and the heartbeat.
-                self.out.write_queued()
+                out.write_queued()
             now = time.monotonic()
-            if now >= next_recheck and len(self.tracker.candidates):
-                self.publish(self.tracker.recheck())
+            if now >= next_recheck and len(tracker.candidates):
+                self.publish(tracker.recheck())
                 next_recheck = now + RECHECK_INTERVAL_SECONDS
             if self.signals.reload:
                 self.signals.reload = False
                 self.reload()
-            if now >= next_scan:
-                self.scan("scan")
-                next_scan = now + self.config.discovery.scan_interval_seconds
-            if now >= next_sweep:
-                self.tracker.sweep()
-                next_sweep = now + SWEEP_INTERVAL_SECONDS
-            if now >= next_checkpoint:
-                self.out.checkpoint()
-                next_checkpoint = now + checkpoint_every
+            for task in periodic:
+                task.run_if_due(now)
             if now >= next_tick or self.status_changed:
                 self.report_losses()
-                self.out.flush()
+                out.flush()
                 heartbeat.write(self.config.daemon.state_dir, _now_ns())
                 self.tick_status()
-                active = busy or self.out.records_written != written_at_tick
-                written_at_tick = self.out.records_written
+                active = busy or out.records_written != written_at_tick
+                written_at_tick = out.records_written
                 next_tick = now + (flush_every if active else max(flush_every, IDLE_TICK_SECONDS))
             if now >= next_watchdog:
                 self.notifier.notify("WATCHDOG=1")
-                next_watchdog = now + (watchdog_every or math.inf)
+                next_watchdog = now + watchdog_every
 
     def stop(self) -> None:
         """Clean stop: drain what the kernel already reported, settle candidates, write daemon-stopped."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import zlib
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Final
 
-from .lognames import rotated
+from .lognames import GZ_SUFFIX, rotated
 
 MAX_LINE_BYTES: Final = 32 << 20
 """Longest line `follow` holds while waiting for its newline (a maximal record is well below this)."""
@@ -34,13 +35,17 @@ class _Source:
         self.skipping = skip_partial
         """Drop everything up to the next newline (started mid-line, or after an over-long line)."""
 
+    def _read(self) -> bytes:
+        chunk = os.read(self.fd, _READ_CHUNK)
+        self.pos += len(chunk)
+        return chunk
+
     def lines(self) -> Iterator[bytes]:
         """Read to end of file now, yielding each complete line without its newline."""
         while True:
-            chunk = os.read(self.fd, _READ_CHUNK)
+            chunk = self._read()
             if not chunk:
                 return
-            self.pos += len(chunk)
             data = self.buf + chunk if self.buf else chunk
             if self.skipping:
                 nl = data.find(b"\n")
@@ -75,6 +80,44 @@ class _Source:
             os.close(self.fd)
 
 
+class _GzSource(_Source):
+    """A compressed backup (logrotate's path.N.gz): whole and never written again, read decompressed.
+
+    Decompression is bounded per read (a chunk of output at a time), and a corrupt or cut file ends at
+    its last good byte instead of raising.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd)
+        self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        self._pending = b""
+        self._done = False
+
+    def _read(self) -> bytes:
+        while not self._done:
+            if not self._pending:
+                self._pending = os.read(self.fd, _READ_CHUNK)
+                if not self._pending:
+                    self._done = True
+                    return self._inflate.flush()
+            try:
+                out = self._inflate.decompress(self._pending, _READ_CHUNK)
+            except zlib.error:
+                self._done = True
+                return b""
+            self._pending = self._inflate.unconsumed_tail
+            if self._inflate.eof:
+                self._done = True  # one gzip member per file, as logrotate writes
+            if out:
+                return out
+        return b""
+
+
+def _source(path: Path) -> _Source:
+    fd = _open(path)
+    return _GzSource(fd) if path.name.endswith(GZ_SUFFIX) else _Source(fd)
+
+
 def _open(path: Path) -> int:
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
@@ -96,10 +139,9 @@ def _open_rotated(
     try:
         for p in rotated(path):
             try:
-                fd = _open(p)
+                src = _source(p)
             except FileNotFoundError:
                 continue  # moved by a rotation running now; it reappears under the next number
-            src = _Source(fd)
             if src.ident == newer_than:
                 src.close()
                 found = True

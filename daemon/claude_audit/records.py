@@ -246,6 +246,7 @@ def daemon_started(
     kernel: Mapping[str, str] | None = None,
     rules: Mapping[str, Any] | None = None,
     enforce: Mapping[str, Any] | None = None,
+    config_digest: str | None = None,
 ) -> dict[str, Any]:
     """Record that the daemon started: its version, pid, config, sessions found and probes attached.
 
@@ -267,6 +268,8 @@ def daemon_started(
         details["rules"] = dict(rules)
     if enforce is not None:
         details["enforce"] = dict(enforce)
+    if config_digest is not None:
+        details["config_digest"] = config_digest
     rec = _lifecycle(now_ns, host, seq, "daemon-started", type_="start", details=details)
     rec["service"] = {"name": "claude-audit", "version": version}
     return rec
@@ -301,8 +304,16 @@ def daemon_stopped(
     )
 
 
-def config_rejected(now_ns: int, host: HostInfo, seq: int, *, error: str) -> dict[str, Any]:
-    """Record that a reloaded config was invalid and the running one was kept; `error` says why."""
+def config_rejected(
+    now_ns: int, host: HostInfo, seq: int, *, error: str, when: str = "reload", config_path: str | None = None
+) -> dict[str, Any]:
+    """Record that a config was invalid; `error` says why.
+
+    `when` "reload": the running config was kept. `when` "start": the daemon could not start at all (it
+    exits 78 and systemd does not restart it), so nothing is audited: an alert.
+    """
+    if when not in ("reload", "start"):
+        raise ValueError(f"when must be 'reload' or 'start', not {when!r}")
     rec = envelope(
         now_ns,
         host,
@@ -311,9 +322,97 @@ def config_rejected(now_ns: int, host: HostInfo, seq: int, *, error: str) -> dic
         dataset=LIFECYCLE_DATASET,
         category=["configuration"],
         type_=["change"],
+        kind="alert" if when == "start" else "event",
     )
     rec["event"]["outcome"] = "failure"
-    rec["claude_audit"] = {"error": error}
+    rec["claude_audit"] = {"error": error, "when": when}
+    if config_path is not None:
+        rec["claude_audit"]["config_path"] = config_path
+    return rec
+
+
+def config_reloaded(
+    now_ns: int,
+    host: HostInfo,
+    seq: int,
+    *,
+    config_path: str,
+    digest: str,
+    previous_digest: str,
+    changed: Sequence[str],
+    needs_restart: Sequence[str],
+) -> dict[str, Any]:
+    """Record that SIGHUP applied a new config: its digest, the dotted keys that changed, and those among
+    them that only take effect at the next start (the BPF program was compiled with them)."""
+    rec = envelope(
+        now_ns,
+        host,
+        seq,
+        action="config-reloaded",
+        dataset=LIFECYCLE_DATASET,
+        category=["configuration"],
+        type_=["change"],
+    )
+    rec["event"]["outcome"] = "success"
+    rec["claude_audit"] = {
+        "config": {
+            "path": config_path,
+            "digest": digest,
+            "previous_digest": previous_digest,
+            "changed": list(changed),
+            "needs_restart": list(needs_restart),
+        }
+    }
+    return rec
+
+
+def heartbeat(
+    now_ns: int,
+    host: HostInfo,
+    seq: int,
+    *,
+    version: str,
+    pid: int,
+    started_ns: int,
+    interval_seconds: float,
+    config_digest: str,
+    config_path: str | None,
+    counters: Mapping[str, int],
+    losses: Mapping[str, int],
+    sessions_watched: int,
+    kernel: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Record that the daemon is alive and watching, written every `interval_seconds` whatever happens.
+
+    A SIEM alerts on its absence: a host that sent no heartbeat for a few intervals has a daemon that
+    died, hangs or was masked. `counters` are totals since start (records written, execs seen...),
+    `losses` the totals per loss bucket, `kernel` the state of the BPF program (programs attached).
+    """
+    details: dict[str, Any] = {
+        "daemon_pid": pid,
+        "started": rfc3339_ns(started_ns),
+        "uptime_seconds": round((now_ns - started_ns) / 1e9, 3),
+        "interval_seconds": interval_seconds,
+        "config": {"digest": config_digest},
+        "counters": dict(counters),
+        "losses": dict(losses),
+        "sessions_watched": sessions_watched,
+        "kernel": dict(kernel),
+    }
+    if config_path is not None:
+        details["config"]["path"] = config_path
+    rec = envelope(
+        now_ns,
+        host,
+        seq,
+        action="heartbeat",
+        dataset=LIFECYCLE_DATASET,
+        category=["process"],
+        type_=["info"],
+        kind="state",
+    )
+    rec["service"] = {"name": "claude-audit", "version": version}
+    rec["claude_audit"] = details
     return rec
 
 

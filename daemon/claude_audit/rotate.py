@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import secrets
 import stat
@@ -43,7 +44,8 @@ def _drop_bits(mode: int, allowed: int) -> int:
 
 
 class RotatingFile:
-    """An append-only line file at `path`, rotated to path.1 ... path.`backups` past `max_bytes`.
+    """An append-only line file at `path`, rotated to path.1 ... path.`backups` past `max_bytes`
+    (`max_bytes` 0: never rotated here; logrotate renames it and the writer follows the path).
 
     The constructor opens (creating if needed) the directory and file and raises OSError if it cannot:
     at start-up that is a fatal set-up problem. After that, nothing raises OSError: see `last_error`,
@@ -60,15 +62,19 @@ class RotatingFile:
         *,
         write: WriteFn = os.write,
         buffer_bytes: int = 1 << 20,
+        group_id: int | None = None,
     ) -> None:
-        if max_bytes <= 0 or backups < 0 or buffer_bytes <= 0:
-            raise ValueError("max_bytes and buffer_bytes must be > 0, backups >= 0")
+        if max_bytes < 0 or backups < 0 or buffer_bytes <= 0:
+            raise ValueError("buffer_bytes must be > 0, max_bytes and backups >= 0")
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
         self.file_mode = file_mode
         self.dir_mode = dir_mode
         self.buffer_bytes = buffer_bytes
+        self.group_id = group_id
+        """Group given to the directory and files this writer creates or owns (the log's readers)."""
+        self._group_warned = False
         self._write = write
         self._fd: int | None = None
         self._ident: tuple[int, int] = (0, 0)
@@ -178,7 +184,7 @@ class RotatingFile:
         written = 0
         start = 0
         batch_bytes = 0
-        may_rotate = True
+        may_rotate = self.max_bytes > 0
         for i, line in enumerate(lines):
             used = self._size + batch_bytes
             if may_rotate and used > 0 and used + len(line) > self.max_bytes:
@@ -284,6 +290,17 @@ class RotatingFile:
         base = self.path.name
         return name == base or backup_number(base, name) is not None or name.startswith(base + ".tmp-")
 
+    def _set_group(self, chown: Callable[[int], None], st_gid: int, what: str) -> None:
+        """Give `what` the readers' group; a failure (no CAP_CHOWN, not a member) is warned about once."""
+        if self.group_id is None or st_gid == self.group_id:
+            return
+        try:
+            chown(self.group_id)
+        except OSError as e:
+            if not self._group_warned:
+                self._group_warned = True
+                log.warning("cannot give the audit log its group", path=what, gid=self.group_id, error=str(e))
+
     def _ensure_dir(self) -> None:
         d = self.path.parent
         missing = []
@@ -294,19 +311,23 @@ class RotatingFile:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(m, self.dir_mode)
                 os.chmod(m, self.dir_mode)  # mkdir's mode is reduced by the umask
+                self._set_group(functools.partial(os.chown, m, -1), -1, str(m))
         if not missing:
             self._tighten_dir(self.path.parent)
 
     def _tighten_dir(self, d: Path) -> None:
         st = os.stat(d)
         extra = _drop_bits(st.st_mode, self.dir_mode)
-        if not extra or st.st_uid != os.geteuid():
+        wrong_group = self.group_id is not None and st.st_gid != self.group_id
+        if not (extra or wrong_group) or st.st_uid != os.geteuid():
             return
         # Only a directory holding nothing but this log is ours to change: pointing the log at /tmp or
-        # /var/log must not chmod those.
+        # /var/log must not chmod or chgrp those.
         if all(self._is_ours(name) for name in os.listdir(d)):
-            os.chmod(d, stat.S_IMODE(st.st_mode) & ~extra)
-        else:
+            if extra:
+                os.chmod(d, stat.S_IMODE(st.st_mode) & ~extra)
+            self._set_group(functools.partial(os.chown, d, -1), st.st_gid, str(d))
+        elif extra:
             log.warning("audit directory is more permissive than intended", path=str(d), mode=oct(st.st_mode))
 
     def _create_tmp(self) -> tuple[int, Path]:
@@ -318,6 +339,7 @@ class RotatingFile:
             os.close(fd)
             os.unlink(tmp)
             raise
+        self._set_group(functools.partial(os.fchown, fd, -1), -1, str(tmp))
         return fd, tmp
 
     def _open(self) -> None:
@@ -340,6 +362,8 @@ class RotatingFile:
             extra = _drop_bits(st.st_mode, self.file_mode)
             if extra and st.st_uid == os.geteuid():
                 os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~extra)
+            if st.st_uid == os.geteuid():
+                self._set_group(functools.partial(os.fchown, fd, -1), st.st_gid, str(self.path))
         except OSError:
             os.close(fd)
             raise

@@ -12,7 +12,7 @@ import ctypes
 import os
 import platform
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -92,7 +92,7 @@ MADV_PAGEOUT = 21  # Linux 5.4; older kernels refuse it (EINVAL) and the pages s
 
 
 @dataclass(frozen=True, slots=True)
-class Mapping:
+class LibraryMapping:
     """One mapping of a compiler library in /proc/PID/smaps."""
 
     start: int
@@ -107,9 +107,9 @@ class Mapping:
         return not self.writable and self.anonymous_kb == 0
 
 
-def compiler_mappings(smaps: bytes) -> list[Mapping]:
+def compiler_mappings(smaps: bytes) -> list[LibraryMapping]:
     """Each mapping of the compiler's libraries in a /proc/PID/smaps text. Pure."""
-    out: list[Mapping] = []
+    out: list[LibraryMapping] = []
     current: list[Any] | None = None
     for line in smaps.splitlines():
         fields = line.split(None, 5)
@@ -118,10 +118,10 @@ def compiler_mappings(smaps: bytes) -> list[Mapping]:
             if len(fields) == 6 and any(lib in fields[5] for lib in COMPILER_LIBRARIES):
                 start, _, end = fields[0].partition(b"-")
                 current = [int(start, 16), int(end, 16), b"w" in fields[1], -1]
-                out.append(Mapping(*current))
+                out.append(LibraryMapping(*current))
         elif current is not None and fields[:1] == [b"Anonymous:"] and len(fields) >= 2:
             current[3] = int(fields[1])
-            out[-1] = Mapping(*current)
+            out[-1] = LibraryMapping(*current)
     # A mapping whose Anonymous line was not seen is treated as holding written pages.
     return out
 
@@ -194,6 +194,20 @@ class SensorSettings:
         )
 
 
+def program_state(fdinfos: Mapping[str, bytes], expected: int) -> dict[str, Any]:
+    """Summarise the kernel's fdinfo of each raw tracepoint link (name -> text). Pure.
+
+    "attached" when every expected program has a link holding a program, else "degraded".
+    """
+    attached = sorted(name for name, info in fdinfos.items() if b"\nprog_id:" in b"\n" + info)
+    return {
+        "state": "attached" if len(attached) >= expected else "degraded",
+        "programs_attached": len(attached),
+        "programs_expected": expected,
+        "attached": attached,
+    }
+
+
 class Sensor:
     """Owns the loaded BPF program. Create, then `close()` (or use as a context manager)."""
 
@@ -260,6 +274,19 @@ class Sensor:
     def kernel_facts(self) -> dict[str, str]:
         """What the daemon-started record says about the kernel: its release and what differs by kernel."""
         return {"release": platform.release(), "exit_detection": self.kernel.exit_detection}
+
+    def program_state(self) -> dict[str, Any]:
+        """Which of the BPF programs are attached now, as the kernel reports each link
+        (/proc/self/fdinfo of the raw tracepoint link: a program id means attached)."""
+        fdinfos: dict[str, bytes] = {}
+        for tp, fd in dict(self.bpf.raw_tracepoint_fds).items():
+            name = tp.decode(errors="replace") if isinstance(tp, bytes) else str(tp)
+            try:
+                with open(f"/proc/self/fdinfo/{int(fd)}", "rb") as f:
+                    fdinfos[name] = f.read(4096)
+            except OSError:
+                fdinfos[name] = b""
+        return program_state(fdinfos, len(PROBES))
 
     def _on_event(self, _ctx: Any, data: Any, size: int) -> None:
         # Only copy the bytes and queue them: everything else happens in the main loop.

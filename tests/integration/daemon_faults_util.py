@@ -49,9 +49,11 @@ def config_text(
     capture: str = "",
     mode: int = 0o600,
     only_fake: bool = False,
+    daemon_extra: str = "",
 ) -> Path:
     """Write base/config.toml keeping everything the daemon writes under base (or at `log`).
 
+    `daemon_extra`: more lines for the [daemon] table.
     `only_fake`: discovery recognises only fake_claude(base), so Claude Code sessions that happen to run
     elsewhere on the machine stay out of this daemon's log and loss counts (their comm "claude" is not
     even a kernel trigger then; only "claude.exe", the fake's comm, is).
@@ -59,7 +61,7 @@ def config_text(
     cfg = base / "config.toml"
     cfg.write_text(
         f'[audit_log]\npath = "{log}"\nflush_interval_seconds = 0.2\n'
-        f'[daemon]\nruntime_dir = "{base}/run"\nstate_dir = "{base}/state"\n'
+        f'[daemon]\nruntime_dir = "{base}/run"\nstate_dir = "{base}/state"\n{daemon_extra}\n'
         f"[journal]\nenabled = {'true' if journal_socket else 'false'}\n"
         + (f'socket_path = "{journal_socket}"\n' if journal_socket else "")
         + (f"[capture]\n{capture}\n" if capture else "")

@@ -186,3 +186,24 @@ def test_reload_checks_file_safety_and_a_bad_log_path_is_rejected(tmp_path: Path
         d.wait_for(lambda rs: ["/bin/true", "after-reloads"] in args_of(rs, s.pid))
         assert d.alive()
     wait_until(lambda: True if actions(d.records(), "daemon-stopped") else None, 10)
+
+
+def test_reload_states_the_new_config_digest_and_what_changed(tmp_path: Path) -> None:
+    """A valid config applied on SIGHUP is a config-reloaded record: new digest, the previous one (the
+    daemon-started digest), the changed keys, and which of them wait for a restart (capture)."""
+    log = tmp_path / "log" / "audit.jsonl"
+    cfg = config_text(tmp_path, log, only_fake=True)
+    with daemon(tmp_path, cfg, log) as d:
+        started = actions(d.records(), "daemon-started")[-1]["claude_audit"]
+        cfg.write_text(
+            cfg.read_text().replace("[discovery]\n", "[discovery]\nscan_interval_seconds = 7.0\n")
+            + "[capture]\nargv_max_bytes = 4096\n"
+        )
+        d.proc.send_signal(signal.SIGHUP)
+        recs = d.wait_for(lambda rs: bool(actions(rs, "config-reloaded")))
+        c = actions(recs, "config-reloaded")[0]["claude_audit"]["config"]
+        assert c["previous_digest"] == started["config_digest"] != c["digest"]
+        assert c["changed"] == ["capture.argv_max_bytes", "discovery.scan_interval_seconds"]
+        assert c["needs_restart"] == ["capture.argv_max_bytes"]
+        assert c["path"] == str(cfg)
+        assert d.wait_status(lambda st: st.get("config_digest") == c["digest"])

@@ -8,12 +8,16 @@ stated in the log with its exact count.
 from __future__ import annotations
 
 import errno
+import grp
+import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -371,3 +375,94 @@ def test_daemon_runs_no_program_of_its_own(tmp_path: Path, sensor: object) -> No
     assert own[0].filename == os.fsencode(CLI[0])
     assert execs_of(d_recs, s.pid)
     assert all(r["process"]["parent"]["pid"] != dpid for r in actions(d_recs, "exec"))
+
+
+def test_heartbeats_stop_at_sigkill_and_the_restart_names_the_gap(tmp_path: Path) -> None:
+    """With a 1 s heartbeat interval the log gets a heartbeat about every second (and the Prometheus
+    textfile follows); after SIGKILL none comes, and the next start's unwatched-window begins no earlier
+    than the last heartbeat and covers the kill, so a SIEM sees both the silence and its explanation."""
+    log = tmp_path / "log" / "audit.jsonl"
+    metrics = tmp_path / "metrics" / "claude_audit.prom"
+    metrics.parent.mkdir()
+    cfg = config_text(
+        tmp_path,
+        log,
+        daemon_extra=f'heartbeat_interval_seconds = 1.0\nprometheus_textfile = "{metrics}"',
+    )
+    with daemon(tmp_path, cfg, log, expect_rc=(-signal.SIGKILL,)) as d:
+        recs = d.wait_for(lambda rs: len(actions(rs, "heartbeat")) >= 4)
+        beats = actions(recs, "heartbeat")
+        for b in beats:
+            a = b["claude_audit"]
+            assert a["daemon_pid"] == d.proc.pid and a["interval_seconds"] == 1.0
+            assert a["kernel"]["state"] == "attached"
+            assert a["kernel"]["programs_attached"] == a["kernel"]["programs_expected"] == 4
+            assert a["config"]["digest"].startswith("sha256:") and a["config"]["path"] == str(cfg)
+            # the count includes the heartbeat itself: it equals its place in this run's sequence
+            assert a["counters"]["records_written"] == b["event"]["sequence"]
+            assert b["service"]["version"]
+        gaps = [(_ns(b["@timestamp"]) - _ns(a["@timestamp"])) / 1e9 for a, b in itertools.pairwise(beats)]
+        assert all(0.9 <= g < 15 for g in gaps), gaps  # about 1 s; a loaded machine may stretch it
+        text = wait_until(lambda: metrics.read_text() if metrics.exists() else None, 30)
+        assert "claude_audit_kernel_programs_attached 4\n" in text
+        assert "claude_audit_last_update_timestamp_seconds " in text
+        d.proc.kill()
+        d.proc.wait()
+        killed_ns = time.time_ns()
+    last_beat_ns = _ns(actions(d.records(), "heartbeat")[-1]["@timestamp"])
+    time.sleep(3)  # the silence a SIEM would see: three intervals without a heartbeat
+    restarted_ns = time.time_ns()
+    with daemon(tmp_path, cfg, log) as d2:
+        recs = d2.wait_for(lambda rs: bool(actions(rs, "heartbeat") and actions(rs, "unwatched-window")))
+    after = [b for b in actions(recs, "heartbeat") if b["claude_audit"]["daemon_pid"] == d2.proc.pid]
+    assert after, "the new run writes a heartbeat at start"
+    silence = (_ns(after[0]["@timestamp"]) - last_beat_ns) / 1e9
+    assert silence >= 3.0
+    window = actions(recs, "unwatched-window")[0]
+    w = window["claude_audit"]["unwatched"]
+    assert w["reason"] == "crash" and window["event"]["kind"] == "alert"
+    assert last_beat_ns <= _ns(w["from"]) <= killed_ns
+    assert _ns(w["to"]) >= restarted_ns
+    assert w["seconds"] >= 3.0
+
+
+def test_readers_group_can_read_the_log_and_others_cannot(tmp_path: Path) -> None:
+    """With [audit_log] group = "adm", the directory is 0750 and the file 0640 with that group: an
+    unprivileged user in the group lists and reads the log; the same user without the group cannot."""
+    base = Path(tempfile.mkdtemp(prefix="claude-audit-readers-"))
+    try:
+        base.chmod(0o755)  # the test's own directory: the reader must reach the log directory inside
+        log = base / "log" / "audit.jsonl"
+        cfg = config_text(tmp_path, log)
+        cfg.write_text(cfg.read_text().replace("[audit_log]\n", '[audit_log]\ngroup = "adm"\n'))
+        adm = grp.getgrnam("adm").gr_gid
+        with daemon(tmp_path, cfg, log):
+            pass
+        assert (log.parent.stat().st_gid, stat.S_IMODE(log.parent.stat().st_mode)) == (adm, 0o750)
+        assert (log.stat().st_gid, stat.S_IMODE(log.stat().st_mode)) == (adm, 0o640)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534"]
+        member = subprocess.run(
+            [*as_nobody, f"--groups={adm}", "sh", "-c", f"ls {log.parent} && cat {log}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert member.returncode == 0, member.stderr
+        assert "daemon-started" in member.stdout and "audit.jsonl" in member.stdout
+        outsider = subprocess.run(
+            [*as_nobody, "--clear-groups", "cat", str(log)], capture_output=True, text=True, check=False
+        )
+        assert outsider.returncode != 0 and "Permission denied" in outsider.stderr
+    finally:
+        shutil.rmtree(base)
+
+
+def test_missing_readers_group_is_a_warning(tmp_path: Path) -> None:
+    """A configured group that does not exist does not stop the daemon: one warning, root's group."""
+    log = tmp_path / "log" / "audit.jsonl"
+    cfg = config_text(tmp_path, log)
+    cfg.write_text(cfg.read_text().replace("[audit_log]\n", '[audit_log]\ngroup = "no-such-group-9f3"\n'))
+    with daemon(tmp_path, cfg, log) as d:
+        pass
+    assert "audit log group does not exist" in d.stderr()
+    assert log.stat().st_gid == 0

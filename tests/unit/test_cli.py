@@ -51,7 +51,7 @@ def test_check_config_shows_the_effective_deny_rules(
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ("[audit_log]\nmax_bytes = 0\n", "audit_log.max_bytes"),
+        ("[audit_log]\nmax_bytes = -1\n", "audit_log.max_bytes"),
         ("[audit_log]\nnope = 1\n", "audit_log.nope"),
         ("[capture]\nargv_max_bytes = 3000\n", "capture.argv_max_bytes"),
     ],
@@ -216,3 +216,29 @@ def test_integrity_setup_prints_the_verification_key(
     assert main(["verify", "--key", "00" * 32, str(log)]) == 1
     assert main(["verify", "--key", "xyz", str(log)]) == 64
     assert main(["integrity", "setup", "--key-file", str(kf)]) == 73
+
+
+def test_bad_start_up_config_reaches_journald(tmp_path: Path) -> None:
+    """A config the daemon cannot start on is sent to journald's socket as a config-rejected alert."""
+    import socket
+
+    from claude_audit.cli import announce_rejected_config
+
+    sock_path = tmp_path / "journal.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(str(sock_path))
+        receiver.settimeout(10)
+        assert announce_rejected_config("c.toml: daemon.log_level: bad", tmp_path / "c.toml", sock_path, "b")
+        entry = receiver.recv(1 << 20)
+    assert b"AUDIT_ACTION=config-rejected\n" in entry
+    assert b"daemon.log_level: bad" in entry
+    record_line = entry.split(b"AUDIT_RECORD=", 1)[1].split(b"\n", 1)[0]
+    rec = json.loads(record_line)
+    assert rec["event"]["kind"] == "alert" and rec["claude_audit"]["when"] == "start"
+
+
+def test_announce_without_journald_is_false(tmp_path: Path) -> None:
+    """No journald socket: the announcement reports failure and does not raise."""
+    from claude_audit.cli import announce_rejected_config
+
+    assert not announce_rejected_config("x", tmp_path / "c.toml", tmp_path / "no-socket", "b")

@@ -68,7 +68,7 @@ def test_defaults() -> None:
     """The documented defaults, spot-checked on each table."""
     c = Config()
     assert c.audit_log.path == Path("/var/log/claude-audit/audit.jsonl")
-    assert c.audit_log.max_bytes == 104_857_600
+    assert c.audit_log.max_bytes == 0  # logrotate owns rotation
     assert c.capture.argv_max_bytes == 16_384
     assert c.discovery.interpreter_names == ["node", "bun"]
     assert c.journal.enabled is True
@@ -108,7 +108,7 @@ def test_sample_file_explains_every_key() -> None:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ({"audit_log": {"max_bytes": 0}}, "audit_log.max_bytes: Input should be greater than 0"),
+        ({"audit_log": {"max_bytes": -1}}, "audit_log.max_bytes: Input should be greater than or equal to 0"),
         ({"audit_log": {"backups": -1}}, "audit_log.backups: Input should be greater than or equal to 0"),
         ({"audit_log": {"max_bytes": "10"}}, "audit_log.max_bytes: Input should be a valid integer"),
         ({"audit_log": {"path": "audit.jsonl"}}, "audit_log.path: must be an absolute path"),
@@ -138,7 +138,7 @@ def test_errors_name_the_dotted_key(data: dict[str, Any], expected: str) -> None
 
 def test_every_error_is_reported() -> None:
     """Two bad keys give two messages, so one run of check-config shows everything to fix."""
-    msg = _error({"audit_log": {"max_bytes": 0, "backups": -1}})
+    msg = _error({"audit_log": {"max_bytes": -1, "backups": -1}})
     assert "audit_log.max_bytes" in msg
     assert "audit_log.backups" in msg
 
@@ -168,7 +168,7 @@ def test_load_names_file_and_line_on_syntax_error(tmp_path: Path) -> None:
 
 def test_load_names_file_and_key_on_invalid_value(tmp_path: Path) -> None:
     """A validation error from a file names the file and the dotted key."""
-    p = _write(tmp_path, "[audit_log]\nmax_bytes = 0\n")
+    p = _write(tmp_path, "[audit_log]\nmax_bytes = -1\n")
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(p))}: audit_log.max_bytes: "):
         load_config(p)
 
@@ -319,3 +319,27 @@ def test_rule_groups_close_over_shorter_prefixes() -> None:
         ("path", "/opt/tools/"): [0, 2],
         ("program", "x"): [3],
     }
+
+
+def test_config_digest_follows_settings_not_text() -> None:
+    """Same settings give the same digest (however written); any changed value changes it."""
+    from claude_audit.config import changed_keys, config_digest
+
+    a = parse_config({})
+    b = parse_config({"audit_log": {"backups": 5}})  # the default, spelled out
+    c = parse_config({"audit_log": {"backups": 6}, "capture": {"argv_max_bytes": 4096}})
+    assert config_digest(a) == config_digest(b)
+    assert config_digest(a) != config_digest(c) and config_digest(a).startswith("sha256:")
+    assert changed_keys(a, c) == ["audit_log.backups", "capture.argv_max_bytes"]
+    assert changed_keys(a, b) == []
+
+
+def test_prometheus_textfile_is_absolute_or_off() -> None:
+    """The metrics file is "" (none) or an absolute path; a relative one names the key."""
+    assert parse_config({}).daemon.prometheus_textfile == ""
+    ok = parse_config({"daemon": {"prometheus_textfile": "/var/lib/prometheus/node-exporter/c.prom"}})
+    assert ok.daemon.prometheus_textfile.endswith("c.prom")
+    with pytest.raises(ConfigError, match=r"daemon\.prometheus_textfile: must be an absolute path"):
+        parse_config({"daemon": {"prometheus_textfile": "c.prom"}})
+    with pytest.raises(ConfigError, match=r"daemon\.heartbeat_interval_seconds"):
+        parse_config({"daemon": {"heartbeat_interval_seconds": 0}})

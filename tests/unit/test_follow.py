@@ -275,3 +275,20 @@ def test_several_rotations_between_looks(tmp_path: Path) -> None:
         appender(log, b"d\n")()
 
     assert [line for _, line in _collect(log, Script(two_rotations))] == [b"a", b"b", b"c", b"d"]
+
+
+def test_all_reads_logrotates_compressed_backups_in_order(tmp_path: Path) -> None:
+    """--all over logrotate's set (.3.gz, .2.gz, plain .1, then the file) gives every line once, oldest
+    first; a cut .gz ends at its last complete line instead of raising."""
+    import gzip
+
+    log = tmp_path / "audit.jsonl"
+    (tmp_path / "audit.jsonl.3.gz").write_bytes(gzip.compress(b"a1\na2\n"))
+    (tmp_path / "audit.jsonl.2.gz").write_bytes(gzip.compress(b"".join(b"b%d\n" % i for i in range(20000))))
+    (tmp_path / "audit.jsonl.1").write_bytes(b"c1\n")
+    log.write_bytes(b"d1\n")
+    got = list(follow(log, from_start=True, include_rotated=True, stop=lambda: True))
+    assert got == [b"a1", b"a2", *(b"b%d" % i for i in range(20000)), b"c1", b"d1"]
+    (tmp_path / "audit.jsonl.3.gz").write_bytes(gzip.compress(b"a1\na2\n")[:-12])
+    got = list(follow(log, from_start=True, include_rotated=True, stop=lambda: True))
+    assert got[-3:] == [b"b19999", b"c1", b"d1"]

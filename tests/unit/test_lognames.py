@@ -53,6 +53,16 @@ def test_rotated_newest_first_with_gaps(tmp_path: Path) -> None:
     assert [p.name for p in rotated(log)] == ["audit.jsonl.1", "audit.jsonl.2", "audit.jsonl.10"]
 
 
+def test_rotated_includes_logrotates_gz_and_prefers_the_plain_file(tmp_path: Path) -> None:
+    """logrotate's compressed backups are listed by number; while .N is being compressed (both exist,
+    the .gz possibly incomplete) the plain file is the one read."""
+    log = tmp_path / "audit.jsonl"
+    names = ("audit.jsonl.1", "audit.jsonl.2", "audit.jsonl.2.gz", "audit.jsonl.3.gz", "audit.jsonl.x.gz")
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in rotated(log)] == ["audit.jsonl.1", "audit.jsonl.2", "audit.jsonl.3.gz"]
+
+
 def test_rotated_without_directory(tmp_path: Path) -> None:
     """A log whose directory does not exist has no backups (not an error)."""
     assert rotated(tmp_path / "missing" / "audit.jsonl") == []

@@ -263,7 +263,10 @@ def test_config_rejected() -> None:
     assert rec["event"]["category"] == ["configuration"]
     assert rec["event"]["type"] == ["change"]
     assert rec["event"]["outcome"] == "failure"
-    assert rec["claude_audit"] == {"error": "c.toml: audit_log.max_bytes: Input should be greater than 0"}
+    assert rec["claude_audit"] == {
+        "error": "c.toml: audit_log.max_bytes: Input should be greater than 0",
+        "when": "reload",
+    }
 
 
 def test_daemon_stopped() -> None:
@@ -369,3 +372,51 @@ def test_would_deny_is_an_alert_that_ran() -> None:
         "success",
     )
     assert exec_record(exec_event(), HOST, CLAUDE, 7)["event"]["action"] == "exec"
+
+
+def test_heartbeat_record() -> None:
+    """A heartbeat is a state event with version, config digest, counters, sessions and kernel state."""
+    rec = records.heartbeat(
+        T0 + 2_000_000_000,
+        HOST,
+        9,
+        version="0.1.0",
+        pid=77,
+        started_ns=T0,
+        interval_seconds=300.0,
+        config_digest="sha256:00",
+        config_path="/etc/claude-audit/config.toml",
+        counters={"records_written": 9},
+        losses={},
+        sessions_watched=1,
+        kernel={"state": "attached", "programs_attached": 4},
+    )
+    assert rec["event"]["action"] == "heartbeat" and rec["event"]["sequence"] == 9
+    assert rec["event"]["kind"] == "state" and rec["event"]["dataset"] == "claude_audit.lifecycle"
+    assert rec["service"] == {"name": "claude-audit", "version": "0.1.0"}
+    a = rec["claude_audit"]
+    assert a["uptime_seconds"] == 2.0 and a["interval_seconds"] == 300.0
+    assert a["config"] == {"digest": "sha256:00", "path": "/etc/claude-audit/config.toml"}
+    assert a["sessions_watched"] == 1 and a["kernel"]["state"] == "attached"
+
+
+def test_config_reloaded_and_rejected_at_start() -> None:
+    """config-reloaded lists changed keys; a start-up rejection is an alert, a reload's is not."""
+    rec = records.config_reloaded(
+        T0,
+        HOST,
+        3,
+        config_path="/c.toml",
+        digest="sha256:2",
+        previous_digest="sha256:1",
+        changed=["capture.argv_max_bytes"],
+        needs_restart=["capture.argv_max_bytes"],
+    )
+    _check_envelope(rec, "config-reloaded", 3)
+    assert rec["event"]["outcome"] == "success"
+    assert rec["claude_audit"]["config"]["needs_restart"] == ["capture.argv_max_bytes"]
+    start = config_rejected(T0, HOST, 1, error="bad", when="start", config_path="/c.toml")
+    assert start["event"]["kind"] == "alert" and start["claude_audit"]["when"] == "start"
+    assert config_rejected(T0, HOST, 1, error="bad")["event"]["kind"] == "event"
+    with pytest.raises(ValueError, match="when"):
+        config_rejected(T0, HOST, 1, error="bad", when="later")

@@ -440,3 +440,14 @@ def test_failed_rotation_keeps_writing(tmp_path: Path) -> None:
         assert f.dropped_lines == 0
     assert path.read_bytes() == _line(10, "a") + _line(10, "b")
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_max_bytes_zero_never_rotates(tmp_path: Path) -> None:
+    """max_bytes 0 (logrotate owns rotation): the file only grows, no backup is ever made."""
+    path = tmp_path / "audit.jsonl"
+    with RotatingFile(path, 0, 5) as f:
+        for _ in range(50):
+            f.write_lines([b"x" * 100 + b"\n"])
+            f.flush()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.jsonl"]
+    assert path.stat().st_size == 50 * 101

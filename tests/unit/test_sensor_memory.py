@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from claude_audit.sensor import Mapping, compiler_mappings, release_compiler_memory
+from claude_audit.sensor import LibraryMapping, compiler_mappings, release_compiler_memory
 
 SMAPS = b"""\
 55d0c0a00000-55d0c0a2a000 r--p 00000000 fe:01 1311 /usr/bin/python3.11
@@ -45,7 +45,7 @@ def test_only_unwritten_read_only_mappings_may_be_dropped() -> None:
     whose Anonymous line is missing must keep their content."""
     got = [m.only_file_pages for m in compiler_mappings(SMAPS)]
     assert got == [True, True, False, False, False]
-    assert Mapping(0, 4096, writable=False, anonymous_kb=-1).only_file_pages is False
+    assert LibraryMapping(0, 4096, writable=False, anonymous_kb=-1).only_file_pages is False
 
 
 def test_anonymous_and_short_lines_are_ignored() -> None:

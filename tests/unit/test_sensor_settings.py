@@ -34,3 +34,20 @@ def test_defaults_are_the_config_defaults() -> None:
         dataclasses.replace(s, max_pending_roots=Config().capture.max_pending_roots)
         == default_sensor_settings()
     )
+
+
+def test_program_state_from_link_fdinfo() -> None:
+    """A link whose fdinfo names a program counts as attached; all expected attached is "attached"."""
+    from claude_audit.sensor import program_state
+
+    link = b"pos:\t0\nlink_type:\traw_tracepoint\nlink_id:\t1\nprog_tag:\tab\nprog_id:\t4608\n"
+    full = program_state({"sched_process_exec": link, "sched_process_fork": link}, 2)
+    assert full == {
+        "state": "attached",
+        "programs_attached": 2,
+        "programs_expected": 2,
+        "attached": ["sched_process_exec", "sched_process_fork"],
+    }
+    gone = program_state({"sched_process_exec": link, "sched_process_fork": b""}, 2)
+    assert gone["state"] == "degraded" and gone["attached"] == ["sched_process_exec"]
+    assert program_state({}, 4)["state"] == "degraded"
