@@ -243,7 +243,7 @@ class Redactor:
             raise ValueError("hash key must be at least 16 bytes")
         self.rules = tuple(rules)
         self._key = key
-        self._cache: dict[tuple[str, frozenset[str]], tuple[str, tuple[Hit, ...]]] = {}
+        self._cache: dict[str | tuple[str, frozenset[str]], tuple[str, tuple[Hit, ...]]] = {}
         # Each distinct hint is looked for once per text, whichever rules share it.
         self._lower_hints = tuple(sorted({h for r in self.rules for h in r.hints if h == h.lower()}))
         self._exact_hints = tuple(sorted({h for r in self.rules for h in r.hints if h != h.lower()}))
@@ -335,7 +335,7 @@ class Redactor:
 
     def redact_command(self, command: str, programs: set[str] | None) -> tuple[str, list[Hit]]:
         """claude.command redacted; the same command (repeated on each exec of a tool call) is cached."""
-        key = (command, frozenset(programs or ()))
+        key = (command, frozenset(programs)) if programs else command
         cached = self._cache.get(key)
         if cached is None:
             new, hits = self.redact_text(command, "command", programs)
@@ -369,12 +369,16 @@ class Redactor:
     def _redact_process(self, rec: dict[str, Any], proc: dict[str, Any], result: Redacted) -> None:
         args = proc.get("args")
         exe = proc.get("executable")
-        if not (isinstance(args, list) and all(type(a) is str for a in args)):
-            args = None
         if not isinstance(exe, str):
             exe = None
         # One look for the hints over executable and argv together: most records have none.
-        hints = self.hints_in("\x00".join([exe or "", *(args or ())]))
+        try:
+            text = "\x00".join([exe or "", *args]) if isinstance(args, list) else exe or ""
+        except TypeError:  # an argv element that is not text: not a record this module builds
+            args, text = None, exe or ""
+        if not isinstance(args, list):
+            args = None
+        hints = self.hints_in(text)
         if not hints and not self._unhinted:
             return
         programs = _programs(proc) if self._scoped else None

@@ -173,12 +173,20 @@ def test_forwarding_from_doc(receivers: tuple[Receiver, Receiver]) -> None:
             ),
         )
         print(f"rsyslog imjournal: {len(journal_rx.lines)} records in {time.monotonic() - t0:.1f} s")
-        j = next(x for x in journal_rx.json() if x["process_args"] == '["/bin/echo","siem-marker"]')
+        j = next(
+            x
+            for x in journal_rx.json()
+            if _record_args({"AUDIT_RECORD": x["audit_record"]}) == ["/bin/echo", "siem-marker"]
+        )
         assert j["claude_pid"] == str(echo["claude"]["pid"])
         assert j["claude_origin"] == "tool"
         assert j["process_pid"] == str(echo["process"]["pid"])
         assert json.loads(j["audit_record"]) == echo
-        uni = [x for x in journal_rx.json() if "ünïcødé" in x["process_args"]]
+        uni = [
+            x
+            for x in journal_rx.json()
+            if "ünïcødé" in (_record_args({"AUDIT_RECORD": x["audit_record"]}) or [])
+        ]
         assert uni, "non-ASCII arguments arrive intact"
         assert all(x["action"] for x in journal_rx.json()), "only audit records are forwarded"
         wait_until(

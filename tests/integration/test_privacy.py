@@ -127,7 +127,7 @@ def test_each_default_shape_reaches_no_sink_and_clean_twins_are_exact(tmp_path: 
         program_argv = shlex.split(clean.replace("AWS_REGION=eu-west-1 /usr/bin/env", "/usr/bin/env"))
         assert any(r["process"]["args"] == program_argv for r in twin), (rule_id, program_argv)
     # journald carries the same (redacted) records: each entry's AUDIT_RECORD is a line of the file
-    lines = {json.dumps(r, sort_keys=True) for r in recs}
+    lines = {json.dumps(json.loads(x), sort_keys=True) for x in file_bytes.splitlines()}
     for e in journal:
         if "AUDIT_RECORD" in e:
             assert json.dumps(json.loads(e["AUDIT_RECORD"]), sort_keys=True) in lines

@@ -312,3 +312,45 @@ def test_unsafe_key_file_is_replaced(tmp_path: Path) -> None:
     os.symlink(tmp_path / "elsewhere", path)
     k2 = load_or_create_key(tmp_path)
     assert k2 != b"y" * KEY_BYTES and not path.is_symlink()
+
+
+NASTY = [
+    b"\n",
+    b"\r",
+    b"\x1b[31m",
+    b"\xc2\x9b",
+    b'"',
+    b"\\",
+    b"\x7f",
+    b"\xe2\x80\xa8",
+    b"\xc3",
+    b"\xff",
+    b"\t",
+]
+hostile_arg = st.lists(st.one_of(st.sampled_from(NASTY), st.binary(max_size=6)), max_size=6).map(
+    lambda parts: b"".join(parts).replace(b"\0", b"")
+)
+
+
+@settings(max_examples=300)
+@given(pre=st.lists(hostile_arg, max_size=4), shape=secretish, glue=hostile_arg)
+def test_hostile_bytes_around_secrets_keep_line_and_raw_rules(
+    pre: list[bytes], shape: list[str], glue: bytes
+) -> None:
+    """Invalid UTF-8, controls and escapes next to a secret: still one line with no raw control byte, the
+    raw copies decode, the untouched arguments come back exactly, and no secret survives in raw."""
+    argv = [*pre, *(a.encode() for a in shape), glue]
+    rec = _record(argv)
+    R.redact_record(rec)
+    line = dumps_line(rec)
+    assert line.count(b"\n") == 1 and all(b >= 0x20 for b in line[:-1])
+    back = json.loads(line)
+    args = back["process"]["args"]
+    assert len(args) == len(argv)
+    raw = back.get("raw", {}).get("process", {}).get("args")
+    recovered = [base64.b64decode(a) for a in raw] if raw is not None else [a.encode() for a in args]
+    for i, (orig, got) in enumerate(zip(argv, recovered, strict=True)):
+        if "[REDACTED:" not in args[i]:
+            assert got == orig
+    for s in [x[1] for x in SHAPES if x[2] == shape]:
+        assert s.encode() not in b"".join(recovered)
