@@ -83,6 +83,7 @@ class AuditLogConfig(BaseModel):
     max_bytes: int = Field(default=104_857_600, gt=0)
     backups: int = Field(default=5, ge=0)
     flush_interval_seconds: float = Field(default=0.5, gt=0)
+    schema_: Literal["ecs", "ocsf"] = Field(default="ecs", alias="schema")
 
 
 class CaptureConfig(BaseModel):

@@ -260,6 +260,7 @@ class Daemon:
         assert self.out is not None and self.tracker is not None
         if new_log is not None:
             self.out.replace_log(new_log)
+        self.out.schema = new.audit_log.schema_
         self.tracker.matchers = Matchers.from_config(new.discovery)
         self.config = new
         log.info("config reloaded")
@@ -282,6 +283,7 @@ class Daemon:
             chain=resume_chain(state_dir, self.config.audit_log.path),
             state_dir=state_dir,
             sealer=sealer,
+            schema=self.config.audit_log.schema_,
         )
         previous = heartbeat.read_previous(self.config.daemon.state_dir)
         self.sensor = self.sensor_factory(SensorSettings.from_config(self.config), self.queue)

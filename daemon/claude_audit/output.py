@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from . import records
+from . import ocsf, records
 from .chain import Chain
 from .journal import JournalSink, journal_fields
 from .records import HostInfo
@@ -86,6 +86,7 @@ class Output:
         chain: Chain | None = None,
         state_dir: Path | None = None,
         sealer: Sealer | None = None,
+        schema: str = "ecs",
     ) -> None:
         self.host = host
         self.log_file = log_file
@@ -101,6 +102,8 @@ class Output:
         self.state_dir = state_dir
         self.sealer = sealer
         self.checkpoints = 0
+        self.schema = schema
+        """"ecs", or "ocsf": records are mapped to OCSF (ocsf.py) for the file and journald alike."""
 
     def next_seq(self) -> int:
         """The next event.sequence number."""
@@ -109,6 +112,8 @@ class Output:
 
     def emit(self, record: dict[str, Any]) -> None:
         """Queue a record for the file (written by `write_queued`) and send it to journald now."""
+        if self.schema == "ocsf":
+            record = ocsf.from_ecs(record)
         if self.chain is not None:
             self.chain.stamp(record)
         line = dumps_line(record)
