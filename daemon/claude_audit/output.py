@@ -129,10 +129,11 @@ class Output:
         lines, self.queued_lines = self.queued_lines, []
         self.log_file.write_lines(lines)
         self.log_file.flush()
-        self._save_chain()
 
     def _save_chain(self) -> None:
-        # After the lines reached the file, so the saved head is never ahead of what the file holds.
+        # After the lines reached the file, so the saved head is never ahead of what the file holds; at
+        # each tick, not each batch (an atomic file write per 20 ms poll would cost more than the
+        # chain): lines written after the last save are found in the log's tail at the next start.
         if self.chain is None or self.state_dir is None:
             return
         state = self.chain.state
@@ -161,7 +162,7 @@ class Output:
         self.write_queued()
 
     def flush(self) -> None:
-        """Write queued lines, and state any gap a write failure left."""
+        """Write queued lines, and state any gap a write failure left; save the chain's head."""
         self.write_queued()
         gap = self.log_file.take_gap()
         if gap is not None:
@@ -181,6 +182,7 @@ class Output:
                 )
             )
             self.write_queued()
+        self._save_chain()
 
     def report_losses(self, totals: Mapping[str, int] | None = None) -> None:
         """Update the ledger with outside totals, then state every loss not yet stated."""
