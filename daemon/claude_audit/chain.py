@@ -76,11 +76,22 @@ class ChainState:
         return True
 
 
+def ecs_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """Where a record keeps its ECS-named fields: the record itself, or an OCSF record's `unmapped`."""
+    if "class_uid" not in record:
+        return record
+    unmapped = record.get("unmapped")
+    if not isinstance(unmapped, dict):
+        unmapped = record["unmapped"] = {}
+    return unmapped
+
+
 def chain_of(record: Any) -> dict[str, Any] | None:
     """The chain field of a parsed record, or None if it has none (or not a well-formed one)."""
     if not isinstance(record, dict):
         return None
-    audit = record.get("claude_audit")
+    unmapped = record.get("unmapped") if "class_uid" in record else record
+    audit = unmapped.get("claude_audit") if isinstance(unmapped, dict) else None
     chain = audit.get("chain") if isinstance(audit, dict) else None
     if not isinstance(chain, dict):
         return None
@@ -109,11 +120,12 @@ class Chain:
         chain: dict[str, Any] = {"segment": self.segment, "seq": self.seq + 1, "prev": self.head}
         if self.seq < 0:
             chain["start"] = self.start
-        audit = record.get("claude_audit")
+        fields = ecs_fields(record)
+        audit = fields.get("claude_audit")
         if isinstance(audit, dict):
             audit["chain"] = chain
         else:
-            record["claude_audit"] = {"chain": chain}
+            fields["claude_audit"] = {"chain": chain}
 
     def advance(self, line: bytes) -> None:
         """The stamped record's line: it becomes the head."""

@@ -298,10 +298,36 @@ def cmd_redact_check(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify the audit log's hash chain, checkpoints and seals; exit 0 only if everything verifies."""
+
+
+def _journal_checkpoints(journal_dir: Path | None) -> list[bytes] | None:
+    """The chain-checkpoint lines journald holds (AUDIT_RECORD), or None if journalctl failed."""
     import subprocess
 
+    from .verify import journal_checkpoints
+
+    journal: list[bytes] = []
+    cmd = ["journalctl", "-o", "json", "--no-pager", "SYSLOG_IDENTIFIER=claude-audit"]
+    if journal_dir is not None:
+        cmd[1:1] = ["-D", str(journal_dir)]
+    # ECS records carry AUDIT_ACTION, which keeps the read small; OCSF records do not: then all of
+    # claude-audit's entries are read and the checkpoints picked out by content.
+    for query in ([*cmd, "AUDIT_ACTION=chain-checkpoint"], cmd):
+        try:
+            done = subprocess.run(query, capture_output=True, check=True, timeout=600)
+        except (OSError, subprocess.SubprocessError) as exc:
+            print(f"claude-audit: cannot read the journal: {exc}", file=sys.stderr)
+            return None
+        journal = journal_checkpoints(done.stdout.splitlines())
+        if journal:
+            break
+    return journal
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify the audit log's hash chain, checkpoints and seals; exit 0 only if everything verifies."""
     from .lognames import rotated
-    from .verify import journal_checkpoints, load_files, verify_lines
+    from .verify import load_files, verify_lines
 
     paths: list[Path] = list(args.files)
     if args.all or not paths:
@@ -330,16 +356,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return EX_NOINPUT
     journal: list[bytes] = []
     if args.journal:
-        cmd = ["journalctl", "-o", "json", "--no-pager", "SYSLOG_IDENTIFIER=claude-audit"]
-        cmd += ["AUDIT_ACTION=chain-checkpoint"]
-        if args.journal_dir is not None:
-            cmd[1:1] = ["-D", str(args.journal_dir)]
-        try:
-            done = subprocess.run(cmd, capture_output=True, check=True, timeout=600)
-        except (OSError, subprocess.SubprocessError) as exc:
-            print(f"claude-audit: cannot read the journal: {exc}", file=sys.stderr)
+        found = _journal_checkpoints(args.journal_dir)
+        if found is None:
             return EX_UNAVAILABLE
-        journal = journal_checkpoints(done.stdout.splitlines())
+        journal = found
     report = verify_lines(files, key=key, journal=journal)
     for finding in report.findings:
         print(_shown_text(str(finding)))

@@ -111,6 +111,7 @@ class AuditLogConfig(BaseModel):
     # Readers' group of the directory and files ("" leaves the creator's group); a group that does not
     # exist is warned about and the log stays readable by root alone.
     group: GroupName = "claude-audit"
+    schema_: Literal["ecs", "ocsf"] = Field(default="ecs", alias="schema")
 
 
 class CaptureConfig(BaseModel):

@@ -402,6 +402,7 @@ class Daemon:
         assert self.out is not None and self.tracker is not None
         if new_log is not None:
             self.out.replace_log(new_log)
+        self.out.schema = new.audit_log.schema_
         self.tracker.matchers = Matchers.from_config(new.discovery)
         self.privacy = privacy_policy(new, self.hash_key)
         self.out.journal_choice = _journal_choice(new)
@@ -449,6 +450,7 @@ class Daemon:
             chain=resume_chain(state_dir, self.config.audit_log.path),
             state_dir=state_dir,
             sealer=sealer,
+            schema=self.config.audit_log.schema_,
         )
         previous = heartbeat.read_previous(self.config.daemon.state_dir)
         # Before the probes: compiling the rules takes a moment, and nothing waits in the ring meanwhile.

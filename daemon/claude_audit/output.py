@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from . import records
+from . import ocsf, records
 from .chain import Chain
 from .journal import DEFAULT_FIELDS, FieldChoice, JournalSink, journal_fields
 from .records import HostInfo
@@ -88,6 +88,7 @@ class Output:
         chain: Chain | None = None,
         state_dir: Path | None = None,
         sealer: Sealer | None = None,
+        schema: str = "ecs",
     ) -> None:
         self.host = host
         self.journal_choice = journal_choice
@@ -104,6 +105,8 @@ class Output:
         self.state_dir = state_dir
         self.sealer = sealer
         self.checkpoints = 0
+        self.schema = schema
+        """"ecs", or "ocsf": records are mapped to OCSF (ocsf.py) for the file and journald alike."""
 
     def next_seq(self) -> int:
         """The next event.sequence number."""
@@ -112,6 +115,9 @@ class Output:
 
     def emit(self, record: dict[str, Any]) -> None:
         """Queue a record for the file and for journald (both sent by `write_queued`, once per batch)."""
+        ecs = record
+        if self.schema == "ocsf":
+            record = ocsf.from_ecs(record)
         if self.chain is not None:
             self.chain.stamp(record)
         line = dumps_line(record)
@@ -120,7 +126,9 @@ class Output:
         self.queued_lines.append(line)
         self.records_written += 1
         if self.journal is not None:
-            self.journal.queue(journal_fields(record, line, self.journal_choice))
+            # Structured fields from the ECS record whatever the file's schema; AUDIT_RECORD is the line
+            # as stored (and chained).
+            self.journal.queue(journal_fields(ecs, line, self.journal_choice))
 
     def write_queued(self) -> None:
         """Write the queued lines to the audit log now, and send journald its entries (one sendmmsg)."""
@@ -129,10 +137,11 @@ class Output:
         self.log_file.flush()
         if self.journal is not None:
             self.journal.flush()
-        self._save_chain()
 
     def _save_chain(self) -> None:
-        # After the lines reached the file, so the saved head is never ahead of what the file holds.
+        # After the lines reached the file, so the saved head is never ahead of what the file holds; at
+        # each tick, not each batch (an atomic file write per 20 ms poll would cost more than the
+        # chain): lines written after the last save are found in the log's tail at the next start.
         if self.chain is None or self.state_dir is None:
             return
         state = self.chain.state
@@ -161,7 +170,7 @@ class Output:
         self.write_queued()
 
     def flush(self) -> None:
-        """Write queued lines, and state any gap a write failure left."""
+        """Write queued lines, and state any gap a write failure left; save the chain's head."""
         self.write_queued()
         gap = self.log_file.take_gap()
         if gap is not None:
@@ -181,6 +190,7 @@ class Output:
                 )
             )
             self.write_queued()
+        self._save_chain()
 
     def report_losses(self, totals: Mapping[str, int] | None = None) -> None:
         """Update the ledger with outside totals, then state every loss not yet stated."""

@@ -149,9 +149,16 @@ def order_files(files: dict[str, list[Line]]) -> list[str]:
     return ordered
 
 
-def _action(line: Line) -> str | None:
+def _ecs(line: Line) -> dict[str, Any]:
     rec = line.record
-    event = rec.get("event") if isinstance(rec, dict) else None
+    if not isinstance(rec, dict):
+        return {}
+    fields = rec.get("unmapped") if "class_uid" in rec else rec  # an OCSF record keeps them there
+    return fields if isinstance(fields, dict) else {}
+
+
+def _action(line: Line) -> str | None:
+    event = _ecs(line).get("event")
     action = event.get("action") if isinstance(event, dict) else None
     return action if isinstance(action, str) else None
 
@@ -159,7 +166,7 @@ def _action(line: Line) -> str | None:
 def _checkpoint(line: Line) -> dict[str, Any] | None:
     if _action(line) != CHECKPOINT_ACTION:
         return None
-    audit = line.record.get("claude_audit")
+    audit = _ecs(line).get("claude_audit")
     cp = audit.get("checkpoint") if isinstance(audit, dict) else None
     return cp if isinstance(cp, dict) else None
 

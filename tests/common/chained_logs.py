@@ -25,6 +25,7 @@ def write_run(
     key_file: Path | None = None,
     max_bytes: int = 1 << 30,
     backups: int = 20,
+    schema: str = "ecs",
 ) -> Output:
     """One daemon run as the daemon's sink writes it: chained records, periodic checkpoints, and a final
     checkpoint at a clean stop (none when `final` is False: a crash)."""
@@ -38,6 +39,7 @@ def write_run(
         chain=resume(state_dir, log),
         state_dir=state_dir,
         sealer=sealer,
+        schema=schema,
     )
     for i in range(records_count):
         out.emit(records.config_rejected(T0 + i, HOST, out.next_seq(), error=f"record {i}"))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from daemon_faults_util import CLI, ENV, actions, daemon, fake_claude, session, session_found
+from journald_env import journald_env
 
 from claude_audit import sealing
 from claude_audit.verify import EXIT_BROKEN, EXIT_INCOMPLETE, EXIT_OK, load_files, verify_lines
@@ -18,13 +19,13 @@ from claude_audit.verify import EXIT_BROKEN, EXIT_INCOMPLETE, EXIT_OK, load_file
 pytestmark = [pytest.mark.root]
 
 
-def _config(base: Path, log: Path, key_file: Path) -> Path:
+def _config(base: Path, log: Path, key_file: Path, journal: Path | None = None) -> Path:
     cfg = base / "config.toml"
     cfg.write_text(
         f'[audit_log]\npath = "{log}"\nflush_interval_seconds = 0.2\nmax_bytes = 16384\nbackups = 100\n'
         f'[daemon]\nruntime_dir = "{base}/run"\nstate_dir = "{base}/state"\n'
-        "[journal]\nenabled = false\n"
-        f'[discovery]\nexecutable_globs = ["{fake_claude(base)}"]\n'
+        + (f'[journal]\nsocket_path = "{journal}"\n' if journal else "[journal]\nenabled = false\n")
+        + f'[discovery]\nexecutable_globs = ["{fake_claude(base)}"]\n'
         f'script_globs = ["{base}/no-such-script.js"]\ncomm_names = ["claude.exe"]\n'
         f'[integrity]\ncheckpoint_interval_seconds = 1.0\nkey_file = "{key_file}"\n'
     )
@@ -50,9 +51,9 @@ def _log_set(log: Path) -> list[Path]:
     return [*sorted(backups, key=lambda p: -int(p.suffix[1:])), log]
 
 
-def _verify_cli(files: list[Path], key: bytes) -> subprocess.CompletedProcess[str]:
+def _verify_cli(files: list[Path], key: bytes, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CLI, "verify", "--key", key.hex(), *map(str, reversed(files))],
+        [*CLI, "verify", "--key", key.hex(), *extra, *map(str, reversed(files))],
         env=ENV,
         capture_output=True,
         text=True,
@@ -134,3 +135,27 @@ def test_cut_while_stopped_is_caught_at_the_next_start(tmp_path: Path) -> None:
     done = _verify_cli(_log_set(log), key0)
     assert done.returncode == EXIT_BROKEN, done.stdout
     assert "FIRST BREAK:" in done.stdout and "truncated" in done.stdout
+
+
+def test_cut_tail_is_caught_against_the_journal(tmp_path: Path) -> None:
+    """The daemon sends its records, checkpoints included, to a real (private) journald. The log verifies
+    against the journal's checkpoints; with its tail cut (nothing after it), verify alone says only
+    "incomplete" (2), and --journal turns it into a break (1) naming the cut."""
+    base = tmp_path
+    log = base / "log" / "audit.jsonl"
+    key_file = base / "seal.key"
+    key0 = sealing.setup(key_file)
+    with journald_env() as env:
+        cfg = _config(base, log, key_file, journal=env.socket_path)
+        _run_session(base, cfg, log, "journal", 10)
+        env.wait_for(1, 30, AUDIT_ACTION="daemon-stopped")
+        jdir = ["--journal", "--journal-dir", str(env.journal_dir)]
+        done = _verify_cli(_log_set(log), key0, *jdir)
+        assert done.returncode == EXIT_OK, done.stdout + done.stderr
+        assert " 0 journal checkpoint(s)" not in done.stdout
+        lines = log.read_bytes().splitlines(keepends=True)
+        log.write_bytes(b"".join(lines[:-4]))
+        assert _verify_cli(_log_set(log), key0).returncode == EXIT_INCOMPLETE
+        done = _verify_cli(_log_set(log), key0, *jdir)
+        assert done.returncode == EXIT_BROKEN, done.stdout
+        assert "truncated" in done.stdout

@@ -33,7 +33,8 @@ def _uncommented_sample() -> dict[str, Any]:
 
 def _model_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     keys = set()
-    for name, field in model.model_fields.items():
+    for attr, field in model.model_fields.items():
+        name = field.alias or attr  # the TOML key (audit_log.schema: "schema" is taken on BaseModel)
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             keys |= _model_keys(ann, f"{prefix}{name}.")
