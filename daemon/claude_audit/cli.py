@@ -296,10 +296,6 @@ def cmd_redact_check(args: argparse.Namespace) -> int:
     return 1 if found else EX_OK
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    """Verify the audit log's hash chain, checkpoints and seals; exit 0 only if everything verifies."""
-
-
 def _journal_checkpoints(journal_dir: Path | None) -> list[bytes] | None:
     """The chain-checkpoint lines journald holds (AUDIT_RECORD), or None if journalctl failed."""
     import subprocess

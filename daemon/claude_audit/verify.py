@@ -13,10 +13,12 @@ Exit status 0 only when there is no break and nothing incomplete.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import json
 import os
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .chain import chain_of, line_hash
-from .lognames import backup_number
+from .lognames import GZ_SUFFIX, backup_number
 from .sealing import fingerprint, next_key, seal_message
 
 EXIT_OK: Final = 0
@@ -122,7 +124,7 @@ def order_files(files: dict[str, list[Line]]) -> list[str]:
     def by_name(name: str) -> tuple[int, str]:
         base = Path(name).name
         stem, _, _ = base.partition(".jsonl")
-        n = backup_number(stem + ".jsonl", base) if ".jsonl" in base else None
+        n = backup_number(stem + ".jsonl", base.removesuffix(GZ_SUFFIX)) if ".jsonl" in base else None
         return (-(n if n is not None else 0), name)
 
     names = sorted(files, key=by_name)
@@ -460,7 +462,16 @@ def load_files(paths: Sequence[Path], max_bytes: int = 1 << 34) -> dict[str, lis
             if (st.st_mode & 0o170000) != 0o100000:
                 raise OSError(f"{p}: not a regular file")
             with os.fdopen(os.dup(fd), "rb") as f:
-                data = f.read(max_bytes)
+                if str(p).endswith(GZ_SUFFIX):
+                    # logrotate's compressed backups (the default rotation policy): read through
+                    # gzip, bounded like a plain file.
+                    try:
+                        with gzip.GzipFile(fileobj=f) as z:
+                            data = z.read(max_bytes)
+                    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                        raise OSError(f"{p}: not a complete gzip file: {exc}") from exc
+                else:
+                    data = f.read(max_bytes)
         finally:
             os.close(fd)
         out[str(p)] = parse_file(str(p), data)

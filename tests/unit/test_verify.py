@@ -236,3 +236,25 @@ def test_garbage_line_is_malformed(one_run: Path) -> None:
     """A line that is not JSON is reported as malformed, once."""
     _edit(one_run, lambda ls: [*ls[:3], b"\x00\xff not json\n", *ls[4:]])
     assert _kinds(_verify([one_run])) == ["malformed"]
+
+
+def test_logrotate_compressed_backups_verify(tmp_path: Path) -> None:
+    """logrotate's policy compresses backups (.N.gz): they are read through gzip, in chain order, and a
+    cut .gz file is an unreadable file, not a silent gap."""
+    import gzip
+
+    log = tmp_path / "audit.jsonl"
+    write_run(log, tmp_path / "state", 60, max_bytes=4000)
+    files = log_set(log)
+    gz_files = []
+    for p in files[:-2]:  # logrotate's delaycompress leaves .1 plain
+        gz = p.with_name(p.name + ".gz")
+        gz.write_bytes(gzip.compress(p.read_bytes()))
+        p.unlink()
+        gz_files.append(gz)
+    shown = gz_files + files[-2:]
+    assert order_files(load_files(shown[::-1])) == [str(p) for p in shown]
+    assert _verify(shown).findings == []
+    gz_files[0].write_bytes(gz_files[0].read_bytes()[:-20])
+    with pytest.raises(OSError, match="not a complete gzip file"):
+        load_files(shown)
