@@ -122,6 +122,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     kc = status.get("kernel_counters", {})
     if isinstance(kc, dict):
         print("kernel: " + "  ".join(f"{_shown(k)}={_shown(v)}" for k, v in kc.items()))
+    rules = status.get("rules")
+    if isinstance(rules, dict):
+        print(
+            f"sigma rules: {_shown(rules.get('loaded'))} loaded, {_shown(rules.get('refused'))} refused, "
+            f"{_shown(rules.get('alerts'))} alerts in {_shown(rules.get('execs_checked'))} execs"
+        )
+        for r in rules.get("refusals") or []:
+            if isinstance(r, dict):
+                print(f"  refused {_shown(r.get('id'))} ({_shown(r.get('file'))}): {_shown(r.get('reason'))}")
     sessions = status.get("sessions", [])
     sessions = sessions if isinstance(sessions, list) else []
     print(f"sessions watched: {len(sessions)}")

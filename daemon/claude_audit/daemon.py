@@ -225,6 +225,7 @@ class Daemon:
                 "refused": len(self.rules.refused) if self.rules else 0,
                 "execs_checked": self.detector.evaluated if self.detector else 0,
                 "alerts": self.detector.matched if self.detector else 0,
+                "refusals": self.rules.summary()["refusals"] if self.rules else [],
             },
             "sessions": [
                 {"pid": s.pid, "entity_id": s.entity_id, "how": s.how, "execs": s.execs, **s.identity}

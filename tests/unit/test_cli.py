@@ -81,12 +81,21 @@ def test_status_reads_the_daemons_file(tmp_path: Path, capsys: pytest.CaptureFix
         "events_lost": 0,
         "kernel_counters": {"ring_lost": 0},
         "sessions": [{"pid": 42, "how": "scan", "execs": 7, "session_id": "abc"}],
+        "rules": {
+            "loaded": 120,
+            "refused": 1,
+            "alerts": 3,
+            "execs_checked": 12,
+            "refusals": [{"id": "r-1", "file": "/etc/x.yml", "title": "t", "reason": "field LogonId: no"}],
+        },
     }
     (run / "status.json").write_text(json.dumps(status))
     cfg = _cfg(tmp_path, f'[daemon]\nruntime_dir = "{run}"\n')
     assert main(["status", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "records written: 12" in out and "pid 42 found by scan, 7 execs session_id=abc" in out
+    assert "sigma rules: 120 loaded, 1 refused, 3 alerts in 12 execs" in out
+    assert "refused r-1 (/etc/x.yml): field LogonId: no" in out
 
 
 def test_status_neutralises_session_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
