@@ -121,3 +121,24 @@ def test_status_neutralises_session_fields(tmp_path: Path, capsys: pytest.Captur
         assert bad not in out
     assert len(out.splitlines()) == 6  # the value's newline did not make a line of its own
     assert "\\x1b[2J" in out
+
+
+def test_rules_check_prints_each_rule_and_fails_on_a_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rules check FILE...` prints ok or refused with the reason per rule; any refusal exits 65."""
+    good = tmp_path / "good.yml"
+    good.write_text(
+        "title: Good\nid: 00000000-0000-4000-8000-0000000000a1\nlevel: high\n"
+        "logsource: {category: process_creation, product: linux}\n"
+        "detection:\n  sel:\n    Image|endswith: /nc\n  condition: sel\n"
+    )
+    bad = tmp_path / "bad.yml"
+    bad.write_text(good.read_text().replace("a1", "a2").replace("Image|endswith", "CurrentDirectory"))
+    assert main(["rules", "check", str(good)]) == 0
+    assert "ok       00000000-0000-4000-8000-0000000000a1  high  Good" in capsys.readouterr().out
+    assert main(["rules", "check", str(good), str(bad)]) == 65
+    out = capsys.readouterr().out
+    assert "refused  00000000-0000-4000-8000-0000000000a2" in out
+    assert "CurrentDirectory: the exec's working directory is not captured" in out
+    assert out.rstrip().endswith("1 loaded, 1 refused, 2 files")
