@@ -263,6 +263,9 @@ class Daemon:
                 self._reject_config(f"audit_log.path: cannot open: {exc}")
             else:
                 self._apply_config(new, new_log)
+        else:
+            # Running on defaults: there is no config to re-read, but rule files may have changed.
+            self.load_rules(self.config)
         self.notifier.notify("READY=1")
 
     def _reject_config(self, error: str) -> None:
