@@ -36,6 +36,7 @@ test-kernels: setup-test
 bench: setup-test
 	$(PY) bench/exec_storm.py
 	$(PY) bench/journal_cost.py
+	$(PY) bench/rules_cost.py
 
 deb: setup
 	packaging/build-deb.sh

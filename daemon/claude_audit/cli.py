@@ -1,4 +1,5 @@
-"""The `claude-audit` command: run, check-config, doctor, status, tail, redact-check, verify, integrity setup.
+"""The `claude-audit` command: run, check-config, doctor, status, tail, redact-check, verify,
+integrity setup, rules check.
 
 Expected failures (bad config, missing privileges, no BTF) print one clear message and exit with a
 sysexits-style status; only bugs produce tracebacks.
@@ -179,6 +180,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     kc = status.get("kernel_counters", {})
     if isinstance(kc, dict):
         print("kernel: " + "  ".join(f"{_shown(k)}={_shown(v)}" for k, v in kc.items()))
+    rules = status.get("rules")
+    if isinstance(rules, dict):
+        print(
+            f"sigma rules: {_shown(rules.get('loaded'))} loaded, {_shown(rules.get('refused'))} refused, "
+            f"{_shown(rules.get('alerts'))} alerts in {_shown(rules.get('execs_checked'))} execs"
+        )
+        for r in rules.get("refusals") or []:
+            if isinstance(r, dict):
+                print(f"  refused {_shown(r.get('id'))} ({_shown(r.get('file'))}): {_shown(r.get('reason'))}")
     sessions = status.get("sessions", [])
     sessions = sessions if isinstance(sessions, list) else []
     print(f"sessions watched: {len(sessions)}")
@@ -393,6 +403,38 @@ def _shown_text(text: str) -> str:
     return neutralise(text)
 
 
+EX_DATAERR = 65
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    """Load Sigma rule files (the given ones, or what the config names) and print, per rule, ok or
+    refused and why; exit 65 when any rule or file is refused."""
+    from .rulefiles import load_files, load_rules
+
+    if args.files:
+        # Files named on the command line are checked as given (the owner and mode checks still apply).
+        loaded = load_files([glob_escape(str(f)) for f in args.files])
+    else:
+        config, _ = _load(args.config)
+        loaded = load_rules(config.rules)
+    for rule in loaded.ruleset.rules:
+        print(
+            f"ok       {_shown(rule.id)}  {_shown(rule.level)}  {_shown(rule.title)}  ({_shown(rule.source)})"
+        )
+    for r in loaded.refused:
+        who = f"{_shown(r.rule_id or '-')}  {_shown(r.title or '-')}  ({_shown(r.source)})"
+        print(f"refused  {who}: {_shown(r.reason)}")
+    print(f"{len(loaded.ruleset)} loaded, {len(loaded.refused)} refused, {loaded.files} files")
+    return EX_DATAERR if loaded.refused else EX_OK
+
+
+def glob_escape(path: str) -> str:
+    """A path as a glob that matches only itself."""
+    import glob
+
+    return glob.escape(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     p = argparse.ArgumentParser(prog="claude-audit", description=__doc__)
@@ -453,6 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
     ist.add_argument("--key-file", type=Path, required=True, help="where the daemon's key file goes")
     ist.add_argument("--force", action="store_true", help="replace an existing key file")
     ist.set_defaults(fn=cmd_integrity_setup)
+    rules = sub.add_parser("rules", help="Sigma rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    rc = with_config(
+        rules_sub.add_parser("check", help="load rule files; print each rule: ok, or refused and why")
+    )
+    rc.add_argument("files", nargs="*", type=Path, help="rule files (default: what the config loads)")
+    rc.set_defaults(fn=cmd_rules_check)
     return p
 
 

@@ -339,6 +339,7 @@ class Daemon:
                 "refused": len(self.rules.refused) if self.rules else 0,
                 "execs_checked": self.detector.evaluated if self.detector else 0,
                 "alerts": self.detector.matched if self.detector else 0,
+                "refusals": self.rules.summary()["refusals"] if self.rules else [],
             },
             "sessions": [
                 {"pid": s.pid, "entity_id": s.entity_id, "how": s.how, "execs": s.execs, **s.identity}
@@ -390,6 +391,9 @@ class Daemon:
                 self._reject_config(f"audit_log.path: cannot open: {exc}")
             else:
                 self._apply_config(new, new_log)
+        else:
+            # Running on defaults: there is no config to re-read, but rule files may have changed.
+            self.load_rules(self.config)
         self.notifier.notify("READY=1")
 
     def _reject_config(self, error: str) -> None:

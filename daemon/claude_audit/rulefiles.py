@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Final
 
 from .config import RulesConfig
-from .rules import MAX_RULE_TEXT_BYTES, CompiledRule, Refusal, RuleSet, load_text
+from .rules import MAX_RULE_TEXT_BYTES, CompiledRule, Refusal, RuleSet, compile_parsed, parse_text
 
 PACK_DIR: Final = Path(__file__).resolve().parent / "rulepacks"
-SHIPPED_GLOBS: Final = (str(PACK_DIR / "sigmahq" / "*.yml"),)
+SHIPPED_GLOBS: Final = (str(PACK_DIR / "sigmahq" / "*.yml"), str(PACK_DIR / "claude-code" / "*.yml"))
 MAX_FILES: Final = 10_000
 
 
@@ -105,21 +105,23 @@ def load_rules(cfg: RulesConfig, euid: int | None = None) -> LoadedRules:
 def load_files(globs: list[str], euid: int | None = None) -> LoadedRules:
     """Load the rule files the globs name (also used by tests and commands that take files)."""
     paths, refused = expand(globs)
-    compiled: list[CompiledRule] = []
-    skipped = 0
-    ids: set[str] = set()
+    parsed = []
     for path in paths:
         text = read_rule_file(path, euid)
         if isinstance(text, Refusal):
             refused.append(text)
             continue
-        got, bad, other = load_text(text, path)
-        refused += bad
-        skipped += other
-        for rule in got:
-            if rule.id in ids:
-                refused.append(Refusal(path, rule.id, rule.title, "a rule with this id is already loaded"))
-                continue
-            ids.add(rule.id)
-            compiled.append(rule)
+        parsed.append(parse_text(text, path))
+    # Sigma filters (in any file) apply to the rules they name in every file: that is how a site tunes
+    # a rule without editing it.
+    got, bad, skipped = compile_parsed(parsed)
+    refused += bad
+    compiled: list[CompiledRule] = []
+    ids: set[str] = set()
+    for rule in got:
+        if rule.id in ids:
+            refused.append(Refusal(rule.source, rule.id, rule.title, "a rule with this id is already loaded"))
+            continue
+        ids.add(rule.id)
+        compiled.append(rule)
     return LoadedRules(RuleSet(compiled), refused, len(paths), skipped)

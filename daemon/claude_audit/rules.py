@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import re2
 from sigma.collection import SigmaCollection
@@ -34,6 +34,7 @@ from sigma.conditions import (
     ConditionValueExpression,
 )
 from sigma.exceptions import SigmaError
+from sigma.filters import SigmaFilter
 from sigma.modifiers import (
     SigmaAllModifier,
     SigmaBase64Modifier,
@@ -517,44 +518,79 @@ def _is_process_creation(rule: SigmaRule) -> bool:
     return (rule.logsource.category, rule.logsource.product) == LOGSOURCE
 
 
-def load_text(text: str, source: str) -> tuple[list[CompiledRule], list[Refusal], int]:
-    """Parse one rule file's text (YAML, possibly several documents) and compile its
-    process_creation/linux rules. Returns (compiled, refused, skipped: rules of other log sources)."""
+@dataclass
+class Parsed:
+    """One rule file parsed: its rules and Sigma filters (each with the file), refusals, rules skipped."""
+
+    rules: list[tuple[SigmaRule, str]] = field(default_factory=list)
+    filters: list[tuple[SigmaFilter, str]] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    skipped: int = 0
+
+
+def parse_text(text: str, source: str) -> Parsed:
+    """Parse one rule file's text (YAML, possibly several documents): its process_creation/linux rules
+    and its Sigma filters; other log sources are counted as skipped; never raises."""
+    out = Parsed()
     if len(text.encode(errors="replace")) > MAX_RULE_TEXT_BYTES:
-        return [], [Refusal(source, None, None, f"file larger than {MAX_RULE_TEXT_BYTES} bytes")], 0
+        out.refused.append(Refusal(source, None, None, f"file larger than {MAX_RULE_TEXT_BYTES} bytes"))
+        return out
     try:
-        collection = SigmaCollection.from_yaml(text, collect_errors=True)
-    except (SigmaError, ValueError, TypeError) as exc:
-        return [], [Refusal(source, None, None, f"not a Sigma rule file: {exc}")], 0
-    except Exception as exc:
-        return [], [Refusal(source, None, None, f"not a Sigma rule file: {type(exc).__name__}: {exc}")], 0
-    compiled: list[CompiledRule] = []
-    refused: list[Refusal] = []
-    skipped = 0
-    items = list(collection.rules)
+        collection = SigmaCollection.from_yaml(text, collect_errors=True, collect_filters=True)
+    except Exception as exc:  # a YAML or pySigma error of any kind stops this file only
+        out.refused.append(Refusal(source, None, None, f"not a Sigma rule file: {type(exc).__name__}: {exc}"))
+        return out
+    items = [*collection.rules, *collection.filters]
     if len(items) > MAX_RULES_PER_FILE:
-        return [], [Refusal(source, None, None, f"more than {MAX_RULES_PER_FILE} rules in one file")], 0
+        out.refused.append(Refusal(source, None, None, f"more than {MAX_RULES_PER_FILE} rules in one file"))
+        return out
     for rule in items:
-        if not isinstance(rule, SigmaRule):
-            rid = str(getattr(rule, "id", None) or "") or None
-            refused.append(
-                Refusal(source, rid, getattr(rule, "title", None), "correlation rules are not supported")
-            )
-            continue
         rid = str(rule.id) if rule.id is not None else None
         if rule.errors:
-            refused.append(Refusal(source, rid, rule.title, "; ".join(str(e) for e in rule.errors)))
-            continue
-        if not _is_process_creation(rule):
-            skipped += 1
-            continue
-        try:
-            compiled.append(compile_rule(rule, source))
-        except Unsupported as exc:
-            refused.append(Refusal(source, rid, rule.title, str(exc)))
-        except SigmaError as exc:
-            refused.append(Refusal(source, rid, rule.title, f"invalid rule: {exc}"))
-    return compiled, refused, skipped
+            out.refused.append(Refusal(source, rid, rule.title, "; ".join(str(e) for e in rule.errors)))
+        elif isinstance(rule, SigmaFilter):
+            out.filters.append((rule, source))
+        elif not isinstance(rule, SigmaRule):
+            out.refused.append(Refusal(source, rid, rule.title, "correlation rules are not supported"))
+        elif not _is_process_creation(rule):
+            out.skipped += 1
+        else:
+            out.rules.append((rule, source))
+    return out
+
+
+def compile_parsed(files: Iterable[Parsed]) -> tuple[list[CompiledRule], list[Refusal], int]:
+    """Apply every Sigma filter of every file to the rules it names, then compile each rule.
+    Returns (compiled, refused, skipped: rules of other log sources)."""
+    files = list(files)
+    filters = [f for p in files for f in p.filters]
+    compiled: list[CompiledRule] = []
+    refused = [r for p in files for r in p.refused]
+    for p in files:
+        for parsed_rule, source in p.rules:
+            rule = parsed_rule
+            rid = str(rule.id) if rule.id is not None else None
+            try:
+                for flt, flt_source in filters:
+                    try:
+                        rule = cast(SigmaRule, flt.apply_on_rule(rule))
+                    except Exception as exc:  # a filter that cannot apply refuses the rule, not the set
+                        why = f"filter {flt.title!r} ({flt_source}) does not apply: {exc}"
+                        raise Unsupported(why) from None
+                compiled.append(compile_rule(rule, source))
+            except Unsupported as exc:
+                refused.append(Refusal(source, rid, rule.title, str(exc)))
+            except SigmaError as exc:
+                refused.append(Refusal(source, rid, rule.title, f"invalid rule: {exc}"))
+            except Exception as exc:  # pySigma's tree on input it did not expect: this rule only
+                why = f"cannot compile: {type(exc).__name__}: {exc}"
+                refused.append(Refusal(source, rid, rule.title, why))
+    return compiled, refused, sum(p.skipped for p in files)
+
+
+def load_text(text: str, source: str) -> tuple[list[CompiledRule], list[Refusal], int]:
+    """Parse and compile one rule file's text on its own (its filters apply to its rules)."""
+    return compile_parsed([parse_text(text, source)])
 
 
 SEGMENT: Final = "\x01"

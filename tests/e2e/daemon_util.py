@@ -46,22 +46,26 @@ class RunningDaemon:
             time.sleep(0.1)
 
 
-def write_config(dirpath: Path, extra: str = "") -> Path:
-    """A config file (mode 0600) that keeps everything the daemon writes inside dirpath."""
+def write_config(dirpath: Path, extra: str = "", journal_socket: Path | None = None) -> Path:
+    """A config file (mode 0600) that keeps everything the daemon writes inside dirpath; journald off
+    unless `journal_socket` names one."""
     cfg = dirpath / "config.toml"
+    journal = f'enabled = true\nsocket_path = "{journal_socket}"\n' if journal_socket else "enabled = false\n"
     cfg.write_text(
         f'[audit_log]\npath = "{dirpath}/log/audit.jsonl"\nflush_interval_seconds = 0.2\n'
         f'[daemon]\nruntime_dir = "{dirpath}/run"\nstate_dir = "{dirpath}/state"\n'
-        f"[journal]\nenabled = false\n{extra}"
+        f"[journal]\n{journal}{extra}"
     )
     cfg.chmod(0o600)
     return cfg
 
 
 @contextmanager
-def running_daemon(dirpath: Path, extra_config: str = "") -> Iterator[RunningDaemon]:
+def running_daemon(
+    dirpath: Path, extra_config: str = "", journal_socket: Path | None = None
+) -> Iterator[RunningDaemon]:
     """Start `claude-audit run` and wait for its daemon-started record; SIGTERM it at the end."""
-    cfg = write_config(dirpath, extra_config)
+    cfg = write_config(dirpath, extra_config, journal_socket)
     env = dict(os.environ, PYTHONPATH=str(REPO / "daemon"))
     proc = subprocess.Popen([*CLI, "run", "--config", str(cfg)], env=env, stderr=subprocess.PIPE)
     d = RunningDaemon(proc, dirpath / "log" / "audit.jsonl", cfg)

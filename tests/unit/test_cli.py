@@ -100,12 +100,21 @@ def test_status_reads_the_daemons_file(tmp_path: Path, capsys: pytest.CaptureFix
         "events_lost": 0,
         "kernel_counters": {"ring_lost": 0},
         "sessions": [{"pid": 42, "how": "scan", "execs": 7, "session_id": "abc"}],
+        "rules": {
+            "loaded": 120,
+            "refused": 1,
+            "alerts": 3,
+            "execs_checked": 12,
+            "refusals": [{"id": "r-1", "file": "/etc/x.yml", "title": "t", "reason": "field LogonId: no"}],
+        },
     }
     (run / "status.json").write_text(json.dumps(status))
     cfg = _cfg(tmp_path, f'[daemon]\nruntime_dir = "{run}"\n')
     assert main(["status", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "records written: 12" in out and "pid 42 found by scan, 7 execs session_id=abc" in out
+    assert "sigma rules: 120 loaded, 1 refused, 3 alerts in 12 execs" in out
+    assert "refused r-1 (/etc/x.yml): field LogonId: no" in out
 
 
 def test_status_neutralises_session_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -242,3 +251,24 @@ def test_announce_without_journald_is_false(tmp_path: Path) -> None:
     from claude_audit.cli import announce_rejected_config
 
     assert not announce_rejected_config("x", tmp_path / "c.toml", tmp_path / "no-socket", "b")
+
+
+def test_rules_check_prints_each_rule_and_fails_on_a_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rules check FILE...` prints ok or refused with the reason per rule; any refusal exits 65."""
+    good = tmp_path / "good.yml"
+    good.write_text(
+        "title: Good\nid: 00000000-0000-4000-8000-0000000000a1\nlevel: high\n"
+        "logsource: {category: process_creation, product: linux}\n"
+        "detection:\n  sel:\n    Image|endswith: /nc\n  condition: sel\n"
+    )
+    bad = tmp_path / "bad.yml"
+    bad.write_text(good.read_text().replace("a1", "a2").replace("Image|endswith", "CurrentDirectory"))
+    assert main(["rules", "check", str(good)]) == 0
+    assert "ok       00000000-0000-4000-8000-0000000000a1  high  Good" in capsys.readouterr().out
+    assert main(["rules", "check", str(good), str(bad)]) == 65
+    out = capsys.readouterr().out
+    assert "refused  00000000-0000-4000-8000-0000000000a2" in out
+    assert "CurrentDirectory: the exec's working directory is not captured" in out
+    assert out.rstrip().endswith("1 loaded, 1 refused, 2 files")

