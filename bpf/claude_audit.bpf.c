@@ -482,6 +482,22 @@ static __always_inline u32 enforce_exec(void *task, const char *filename, u32 ro
         return 0;
     u32 len = n - 1; /* without the NUL */
 
+    /* the argv area, for rules with arguments, from the new program's own memory. Read before the
+     * lookups so the verifier walks its scan once, not once per combination of lookup results. */
+    void *mm = task_ptr(task, OFF_TASK_MM);
+    u64 arg_start = mm ? task_u64(mm, OFF_MM_ARG_START) : 0;
+    u64 arg_end = mm ? task_u64(mm, OFF_MM_ARG_END) : 0;
+    u64 orig = arg_end > arg_start ? arg_end - arg_start : 0;
+    u32 have = orig > DENY_ARGV_SCAN ? DENY_ARGV_SCAN : (u32)orig;
+    if (have > DENY_ARGV_SCAN)
+        have = DENY_ARGV_SCAN; /* restated for the verifier */
+    if (have == 0 || bpf_probe_read_user(s->argv, have, (void *)arg_start) != 0)
+        have = 0;
+    s->have = have;
+    s->orig = orig;
+    deny_find_argv1(s);
+
+
     /* by program name: the path's last component (longer names than a rule can hold match nothing) */
     struct deny_slots *by_name = 0;
     s->name.generation = generation;
@@ -511,20 +527,6 @@ static __always_inline u32 enforce_exec(void *task, const char *filename, u32 ro
     struct deny_slots *by_path = deny_prefix.lookup(&s->prefix);
     if (!by_name && !by_path)
         return 0;
-
-    /* the argv area, for rules with arguments: read once, from the new program's memory */
-    void *mm = task_ptr(task, OFF_TASK_MM);
-    u64 arg_start = mm ? task_u64(mm, OFF_MM_ARG_START) : 0;
-    u64 arg_end = mm ? task_u64(mm, OFF_MM_ARG_END) : 0;
-    u64 orig = arg_end > arg_start ? arg_end - arg_start : 0;
-    u32 have = orig > DENY_ARGV_SCAN ? DENY_ARGV_SCAN : (u32)orig;
-    if (have > DENY_ARGV_SCAN)
-        have = DENY_ARGV_SCAN; /* restated for the verifier */
-    if (have == 0 || bpf_probe_read_user(s->argv, have, (void *)arg_start) != 0)
-        have = 0;
-    s->have = have;
-    s->orig = orig;
-    deny_find_argv1(s);
 
     int rule = -1;
     for (int w = 0; w < 2 && rule < 0; w++) {
@@ -606,14 +608,10 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
         }
     }
 
-    u32 deny = (flags & TRACK_PENDING_ROOT) ? 0 : enforce_exec(task, filename, root, root_start);
-
     u32 cpu = bpf_get_smp_processor_id();
     struct exec_event *e = exec_scratch.lookup(&cpu);
     if (!e) {
         count(COUNTER_RING_LOST);
-        if (deny)
-            count(COUNTER_DENY_RECORD_LOST);
         return 0;
     }
     e->type = EVENT_EXEC;
@@ -657,9 +655,15 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
         flags |= EXEC_ARGS_UNREADABLE;
     }
     e->args_len = len;
-    e->flags = flags | deny;
+    e->flags = flags;
 
-    u64 size = __builtin_offsetof(struct exec_event, data) + fname_len + len;
+    /* Enforcement last, with every record field already in the map value: what it reads back from
+     * there is the same unknown to the verifier whichever way (root, tracked, recovered) led here, so
+     * its loops are verified once instead of once per way. */
+    u32 deny = (e->flags & TRACK_PENDING_ROOT) ? 0 : enforce_exec(task, filename, e->root, e->root_start_ticks);
+    e->flags |= deny;
+
+    u64 size = __builtin_offsetof(struct exec_event, data) + e->filename_len + e->args_len;
     if (size > sizeof(struct exec_event))
         size = sizeof(struct exec_event);
     /* Adaptive notification (flags 0): the kernel wakes the reader only when this record is the first

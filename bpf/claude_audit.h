@@ -47,7 +47,7 @@
 #define DENY_SLOTS 16
 #define DENY_USERS 8
 #define DENY_PATH_SCAN 4096    /* PATH_MAX: the whole exec path is read for the basename */
-#define DENY_ARGV_SCAN 8192    /* argv bytes read for args rules; argv[0] longer than half of it fails closed */
+#define DENY_ARGV_SCAN 4096    /* argv bytes read for args rules; argv[0] longer than half of it fails closed */
 
 /* candidate_event.reason */
 #define CANDIDATE_EXEC 1

@@ -81,6 +81,22 @@ def _kernel(btf_path: Path, *, items: bool) -> list[Check]:
             f"every struct offset; session exits from the {support.exit_detection}"
         )
         found.append(Check("kernel", True, what))
+    if support.can_kill:
+        found.append(
+            Check("enforce", True, '[enforce] mode "enforce" can kill in the kernel (bpf_send_signal)')
+        )
+    else:
+        # Not fatal: the recorder works, and deny rules then run as dry-run (records only).
+        why = "; ".join(support.cannot_kill)
+        found.append(
+            Check(
+                "enforce",
+                False,
+                f"kernel {release} lacks {why}: deny rules can only be recorded (dry-run), not enforced",
+                'use Linux 5.3 or later for [enforce] mode = "enforce"',
+                fatal=False,
+            )
+        )
     return found
 
 

@@ -3,6 +3,7 @@ instruction, record every decision, and never touch a process outside a session.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -173,7 +174,8 @@ def test_path_rules_exact_and_prefix_and_what_a_copy_escapes(
     sensor: Sensor, collector: Collector, rules: Any, marker_program: Path, tmp_path: Path
 ) -> None:
     """An exact path denies that path only; a prefix denies anything under it, copies included; a
-    program-name rule follows the name wherever the file is, and a renamed copy escapes it."""
+    program-name rule follows the name wherever the file is. What escapes name rules (docs/ENFORCE.md):
+    a renamed copy, and fexecve of the very file a rule names."""
     tools, other = tmp_path / "tools", tmp_path / "other"
     tools.mkdir()
     other.mkdir()
@@ -196,9 +198,16 @@ def test_path_rules_exact_and_prefix_and_what_a_copy_escapes(
     }
     statuses = tmp_path / "statuses"
     script = "; ".join(f"{exe} {tmp_path / ('m-' + key)}; echo $? >> {statuses}" for key, exe in runs.items())
+    # fexecve: the kernel's exec path is then "/dev/fd/N", which names neither the file nor its directory
+    fexecve = (
+        "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.execve(fd, ['named', sys.argv[2]], {})"
+    )
+    script += (
+        f'; /usr/bin/python3 -c "{fexecve}" {other / "named"} {tmp_path / "m-fexecve"}; echo $? >> {statuses}'
+    )
     root = _in_session(sensor, collector, script, tmp_path / "done")
-    assert _statuses(statuses) == [SIGKILL_STATUS] * 5 + [0]
-    assert [k for k in runs if (tmp_path / ("m-" + k)).exists()] == ["renamed"]
+    assert _statuses(statuses) == [SIGKILL_STATUS] * 5 + [0, 0]
+    assert [k for k in [*runs, "fexecve"] if (tmp_path / ("m-" + k)).exists()] == ["renamed", "fexecve"]
     ids = [
         sensor.deny_rule(e.denial.generation, e.denial.index) for e in _decisions(collector, root, "denied")
     ]
@@ -260,3 +269,34 @@ def test_script_is_denied_by_its_own_name_not_by_its_interpreter(
     )
     assert _statuses(statuses) == [SIGKILL_STATUS, 0]
     assert (tmp_path / "ran").read_text() == "ran\n"
+
+
+def _map_ids(name: str) -> list[int]:
+    """Ids of the loaded BPF maps called `name` (bpftool prints one object or, for several, a list)."""
+    out = subprocess.run(
+        ["bpftool", "-j", "map", "show", "name", name], capture_output=True, text=True, check=True
+    )
+    shown = json.loads(out.stdout)
+    return [m["id"] for m in (shown if isinstance(shown, list) else [shown])]
+
+
+def test_rule_maps_cannot_be_changed_by_a_user(sensor: Sensor, rules: Any) -> None:
+    """The rule maps are reachable by id only with CAP_SYS_ADMIN: as `nobody`, bpftool can neither read
+    the rules nor switch enforcement off (the agent's user cannot edit or disable a rule)."""
+    rules("enforce", {"id": "no-marker", "program": "marker"})
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bpftool"]
+    for map_id in _map_ids("deny_name"):
+        dump = subprocess.run(
+            [*as_nobody, "map", "dump", "id", str(map_id)], capture_output=True, text=True, check=False
+        )
+        assert dump.returncode != 0 and "Operation not permitted" in dump.stderr, dump
+    zero = ["0", "0", "0", "0"]
+    for map_id in _map_ids("enforce_state"):
+        update = subprocess.run(
+            [*as_nobody, "map", "update", "id", str(map_id), "key", *zero, "value", *zero],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert update.returncode != 0 and "Operation not permitted" in update.stderr, update
+    assert sensor.kernel_deny_entries() == 1

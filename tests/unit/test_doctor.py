@@ -48,6 +48,7 @@ def test_this_host_passes_every_check(tmp_path: Path) -> None:
     assert [c.name for c in found if not c.ok] == []
     kernel = next(c for c in found if c.name == "kernel")
     assert "raw tracepoints" in kernel.what and "exit" in kernel.what
+    assert "bpf_send_signal" in _by_name(found)["enforce"].what
     assert problems(**_host(tmp_path / "again")) == []
 
 
