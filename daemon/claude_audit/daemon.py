@@ -33,6 +33,7 @@ from .accounts import local_group_id
 from .config import Config, ConfigError, changed_keys, check_file_safety, config_digest, load_config
 from .decode import DecodeError, decode_event
 from .discovery import Matchers
+from .enrich import Enrichment, read_machine_id
 from .journal import JournalSink
 from .output import Output
 from .procfs import ProcFS
@@ -98,8 +99,12 @@ class Daemon:
         self.signals = StopRequest()
         self.boot_to_wall = boot_to_wall_offset_ns()
         self.host = records.HostInfo(
-            hostname=socket.gethostname(), boot_id=self.proc.boot_id(), boot_time_ns=self.boot_to_wall
+            hostname=socket.gethostname(),
+            boot_id=self.proc.boot_id(),
+            machine_id=read_machine_id(),
+            boot_time_ns=self.boot_to_wall,
         )
+        self.enrich = Enrichment()
         self.queue = RingQueue(config.daemon.queue_max_events)
         self.decode_errors = 0
         self.counters: list[int] = [0] * L.COUNTER_MAX
@@ -119,7 +124,7 @@ class Daemon:
             if isinstance(o, Lost):
                 self.out.ledger.add(o.where, o.count)
                 continue
-            rec = render(o, self.host, self.out.next_seq(), _now_ns())
+            rec = render(o, self.host, self.out.next_seq(), _now_ns(), self.enrich)
             if rec is not None:
                 self.out.emit(rec)
             if isinstance(o, SessionFound):
@@ -238,6 +243,7 @@ class Daemon:
         self.notifier.notify("RELOADING=1")
         self.out.flush()
         self.out.log_file.reopen()
+        self.enrich.reload()
         if self.config_path is not None:
             try:
                 check_file_safety(self.config_path)

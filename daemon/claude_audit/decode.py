@@ -126,4 +126,10 @@ def _decode_exec(raw: bytes, boot_to_wall_ns: int) -> ExecEvent:
         filename_truncated=bool(h.flags & EXEC_FILENAME_TRUNCATED),
         track_flags=track,
         data_flags=frozenset(quality),
+        euid=h.euid,
+        egid=h.egid,
+        suid=h.suid,
+        sgid=h.sgid,
+        cap_effective=h.cap_effective,
+        parent_start_ticks=h.parent_start_ticks,
     )

@@ -1,4 +1,5 @@
-"""The record stage: the state stage's outcomes as ECS records (builders in records.py). Pure.
+"""The record stage: the state stage's outcomes as ECS records (builders in records.py). Pure but for
+the enrichment lookups it is given (enrich.py: bounded caches that never block).
 
 `Lost` outcomes are not records by themselves: they go to the output's loss ledger, which states them in
 `events-lost` records (output.py).
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import records
+from .enrich import Enrichment
+from .events import ExecEvent
 from .records import HostInfo
 from .tracker import ExecSeen, NotWatched, Outcome, SessionEnded, SessionFound
 
@@ -23,10 +26,48 @@ def process_object(pid: int, executable: str, comm: bytes, cmdline: bytes) -> di
     }
 
 
-def render(outcome: Outcome, host: HostInfo, seq: int, now_ns: int) -> dict[str, Any] | None:
-    """The record for one outcome (None for a `Lost`, which the ledger states)."""
+def add_context(rec: dict[str, Any], ev: ExecEvent, enrich: Enrichment) -> None:
+    """Names of the ids, the parent's program (when the parent is tracked) and the container, each only
+    when known now: a lookup never waits (an id NSS has not answered yet just has no name)."""
+    proc = rec["process"]
+    for key, lookup in (
+        ("user", enrich.user_name),
+        ("real_user", enrich.user_name),
+        ("saved_user", enrich.user_name),
+        ("group", enrich.group_name),
+        ("real_group", enrich.group_name),
+        ("saved_group", enrich.group_name),
+    ):
+        name = lookup(int(proc[key]["id"]))
+        if name is not None:
+            proc[key]["name"] = name
+    for key in ("user", "group"):  # the top-level user/group is the real one: who ran it
+        name = proc[f"real_{key}"].get("name")
+        if name is not None:
+            rec[key]["name"] = name
+    parent = enrich.parent(ev.ppid, ev.parent_start_ticks)
+    if parent is not None:
+        proc["parent"] |= {"executable": parent.executable, "args": parent.args}
+        if parent.args_truncated:
+            rec["claude_audit"]["flags"] = sorted({*rec["claude_audit"]["flags"], "parent_args_truncated"})
+    container = enrich.container_id(ev.cgroup_id)
+    if container is not None:
+        rec["container"] = {"id": container}
+
+
+def render(
+    outcome: Outcome, host: HostInfo, seq: int, now_ns: int, enrich: Enrichment | None = None
+) -> dict[str, Any] | None:
+    """The record for one outcome (None for a `Lost`, which the ledger states). With `enrich`, exec
+    records gain names, the parent's program and the container (add_context), and the exec is
+    remembered as its process's program for its children's records."""
     if isinstance(outcome, ExecSeen):
-        return records.exec_record(outcome.event, host, outcome.claude, seq)
+        ev = outcome.event
+        rec = records.exec_record(ev, host, outcome.claude, seq)
+        if enrich is not None:
+            add_context(rec, ev, enrich)
+            enrich.remember_exec(ev.pid, ev.start_ticks, rec["process"]["executable"], rec["process"]["args"])
+        return rec
     if isinstance(outcome, SessionFound):
         s, info = outcome.session, outcome.info
         proc = process_object(info.pid, s.executable, info.comm, info.cmdline)
