@@ -25,7 +25,6 @@ CGROUPS_MAX: Final = 4096
 """Cgroup ids whose container is remembered."""
 CGROUP_WALK_MAX: Final = 20_000
 """Most cgroup directories looked at to find one id (delegated cgroups let users create many)."""
-CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 MACHINE_ID: Final = Path("/etc/machine-id")
 
 _CONTAINER_RE: Final = re.compile(r"(?:^|[-:])([0-9a-f]{64})(?:\.scope)?$")
@@ -76,9 +75,25 @@ class ParentExec:
     args_truncated: bool
 
 
-def find_cgroup_path(cgroup_id: int, root: Path = CGROUP_ROOT, limit: int = CGROUP_WALK_MAX) -> str | None:
-    """The path below `root` of the cgroup v2 directory whose inode is `cgroup_id` (what
-    bpf_get_current_cgroup_id returns), looking at most at `limit` directories. I/O."""
+def cgroup2_mount(mounts: bytes) -> Path | None:
+    """Where the cgroup v2 hierarchy is mounted, from /proc/self/mounts text (/sys/fs/cgroup on a unified
+    system, /sys/fs/cgroup/unified on a hybrid one), or None. Pure."""
+    for line in mounts.split(b"\n"):
+        fields = line.split(b" ")
+        if len(fields) >= 3 and fields[2] == b"cgroup2":
+            return Path(fields[1].decode(errors="replace"))
+    return None
+
+
+def find_cgroup_path(cgroup_id: int, root: Path | None = None, limit: int = CGROUP_WALK_MAX) -> str | None:
+    """The path below the cgroup v2 mount (or `root`) of the directory whose inode is `cgroup_id` (what
+    bpf_get_current_cgroup_id returns: an id in the v2 hierarchy, so v1 hierarchies, whose inode numbers
+    are their own, are never searched), looking at most at `limit` directories. I/O."""
+    if root is None:
+        got = read_user_file("/proc/self/mounts", 1 << 20)
+        root = cgroup2_mount(got.data) if got is not None else None
+        if root is None:
+            return None
     stack = [root]
     seen = 0
     while stack and seen < limit:

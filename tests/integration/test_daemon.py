@@ -271,3 +271,33 @@ def test_setuid_exec_records_the_effective_root(tmp_path: Path) -> None:
         assert plain["host"]["id"] == Path("/etc/machine-id").read_text().strip()
     finally:
         shutil.rmtree(base)
+
+
+def test_container_id_from_the_cgroup_the_exec_runs_in(tmp_path: Path) -> None:
+    """A session moved into a cgroup named as docker names a container's (docker-<64 hex>.scope, made
+    here in the cgroup v2 hierarchy): its exec records carry that id as container.id; before the move
+    they carry none."""
+    from claude_audit.enrich import cgroup2_mount
+
+    mount = cgroup2_mount(Path("/proc/self/mounts").read_bytes())
+    assert mount is not None, "no cgroup v2 hierarchy mounted"
+    cid = os.urandom(32).hex()
+    cg = mount / f"docker-{cid}.scope"
+    exe = fake_claude(tmp_path)
+    log = tmp_path / "log" / "audit.jsonl"
+    cfg = config_text(tmp_path, log, only_fake=True)
+    cg.mkdir()
+    try:
+        with daemon(tmp_path, cfg, log) as d, session(exe, "/bin/true outside", "/bin/true inside") as s:
+            session_found(d, s.pid)
+            s.go()
+            d.wait_for(lambda rs: ["/bin/true", "outside"] in args_of(rs, s.pid))
+            (cg / "cgroup.procs").write_text(str(s.pid))
+            s.go()
+            recs = d.wait_for(lambda rs: ["/bin/true", "inside"] in args_of(rs, s.pid))
+            (mount / "cgroup.procs").write_text(str(s.pid))
+        by_arg = {r["process"]["args"][-1]: r for r in actions(recs, "exec") if r["claude"]["pid"] == s.pid}
+        assert by_arg["inside"]["container"] == {"id": cid}
+        assert "container" not in by_arg["outside"]
+    finally:
+        cg.rmdir()

@@ -54,6 +54,18 @@ def test_bounded_args_keeps_whole_args() -> None:
     assert bounded_args(["a", "b" * 20, "c"], 10) == (["a"], True)
 
 
+def test_cgroup2_mount_unified_and_hybrid() -> None:
+    """The cgroup2 line of /proc/self/mounts names the v2 hierarchy; v1 hierarchies are not it."""
+    hybrid = (
+        b"tmpfs /sys/fs/cgroup tmpfs ro 0 0\ncgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n"
+        b"cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n"
+    )
+    assert enrich.cgroup2_mount(hybrid) == Path("/sys/fs/cgroup/unified")
+    unified = b"cgroup2 /sys/fs/cgroup cgroup2 rw,nsdelegate 0 0\n"
+    assert enrich.cgroup2_mount(unified) == Path("/sys/fs/cgroup")
+    assert enrich.cgroup2_mount(b"proc /proc proc rw 0 0\n") is None
+
+
 def test_find_cgroup_path_by_inode(tmp_path: Path) -> None:
     """A directory is found by its inode number below the root; an unknown one is None, bounded."""
     (tmp_path / "system.slice" / f"docker-{CID}.scope").mkdir(parents=True)
