@@ -629,6 +629,16 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
     e->invocation_start_ticks = invocation_start;
     e->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(e->comm, sizeof(e->comm));
+    /* The exec has committed its credentials by now (begin_new_exec), so task->cred is what the new
+     * program runs with; a setuid or file-capability exec shows here, not in uid/gid. */
+    void *cred = task_ptr(task, OFF_TASK_CRED);
+    e->euid = cred ? task_u32(cred, OFF_CRED_EUID) : e->uid;
+    e->egid = cred ? task_u32(cred, OFF_CRED_EGID) : e->gid;
+    e->suid = cred ? task_u32(cred, OFF_CRED_SUID) : e->uid;
+    e->sgid = cred ? task_u32(cred, OFF_CRED_SGID) : e->gid;
+    e->cap_effective = cred ? task_u64(cred, OFF_CRED_CAP_EFFECTIVE) : 0;
+    void *parent = task_ptr(task, OFF_TASK_REAL_PARENT);
+    e->parent_start_ticks = parent ? task_start_ticks(parent) : 0;
 
     int n = bpf_probe_read_kernel_str(e->data, FILENAME_MAX_LEN, filename);
     u32 fname_len = 0;

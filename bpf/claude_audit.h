@@ -144,6 +144,14 @@ struct exec_event {
     __u32 args_len;      /* bytes of data[] after the path holding argv (NUL-separated) */
     __u32 args_orig_len; /* mm->arg_end - mm->arg_start */
     char comm[COMM_LEN];
+    /* The credentials the exec committed (task->cred): uid/gid above are the real ids; these the
+     * effective and saved ones (a setuid exec differs here) and the effective capability set. */
+    __u32 euid;
+    __u32 egid;
+    __u32 suid;
+    __u32 sgid;
+    __u64 cap_effective;
+    __u64 parent_start_ticks; /* real_parent's start time: with ppid, the parent's entity id */
     char data[FILENAME_MAX_LEN + ARGS_MAX]; /* path, then argv; only the used part is sent */
 };
 

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 PKGS="python3-bpfcc python3-venv python3-pip linux-headers-amd64 bpftool"
 if [ "${WITH_TEST_DEPS:-0}" = 1 ]; then
   PKGS="$PKGS systemd systemd-journal-remote rsyslog auditd logrotate dpkg-dev util-linux"
+  # The tests check every record they read against docs/schema/record.schema.json.
+  PKGS="$PKGS python3-jsonschema"
   # The kernel tier (tests/kernels) boots Debian's kernels under QEMU with a busybox initramfs.
   PKGS="$PKGS qemu-system-x86 busybox-static cpio"
   # The real Claude Code CLI comes from the npm registry. Some images ship NodeSource's nodejs, which

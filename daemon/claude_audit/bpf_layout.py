@@ -156,6 +156,12 @@ class ExecEventHeader(ctypes.Structure):
         ("args_len", ctypes.c_uint32),
         ("args_orig_len", ctypes.c_uint32),
         ("comm", ctypes.c_char * COMM_LEN),
+        ("euid", ctypes.c_uint32),
+        ("egid", ctypes.c_uint32),
+        ("suid", ctypes.c_uint32),
+        ("sgid", ctypes.c_uint32),
+        ("cap_effective", ctypes.c_uint64),
+        ("parent_start_ticks", ctypes.c_uint64),
     ]
 
 

@@ -240,6 +240,12 @@ KERNEL_FACTS: tuple[KernelFact, ...] = (
     KernelFact("OFF_UPID_NS", "upid", "ns"),
     KernelFact("OFF_PIDNS_NS", "pid_namespace", "ns"),
     KernelFact("OFF_NS_COMMON_INUM", "ns_common", "inum"),
+    KernelFact("OFF_TASK_CRED", "task_struct", "cred"),
+    KernelFact("OFF_CRED_EUID", "cred", "euid"),
+    KernelFact("OFF_CRED_EGID", "cred", "egid"),
+    KernelFact("OFF_CRED_SUID", "cred", "suid"),
+    KernelFact("OFF_CRED_SGID", "cred", "sgid"),
+    KernelFact("OFF_CRED_CAP_EFFECTIVE", "cred", "cap_effective"),
 )
 
 

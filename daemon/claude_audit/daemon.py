@@ -48,6 +48,7 @@ from .decode import DecodeError, decode_event
 from .detect import Detector, alert_record
 from .discovery import Matchers
 from .enforce import effective_mode
+from .enrich import Enrichment, read_machine_id
 from .events import ExecEvent
 from .journal import FieldChoice, JournalSink
 from .output import Output
@@ -155,8 +156,12 @@ class Daemon:
         self.signals = StopRequest()
         self.boot_to_wall = boot_to_wall_offset_ns()
         self.host = records.HostInfo(
-            hostname=socket.gethostname(), boot_id=self.proc.boot_id(), boot_time_ns=self.boot_to_wall
+            hostname=socket.gethostname(),
+            boot_id=self.proc.boot_id(),
+            machine_id=read_machine_id(),
+            boot_time_ns=self.boot_to_wall,
         )
+        self.enrich = Enrichment()
         self.queue = RingQueue(config.daemon.queue_max_events)
         self.decode_errors = 0
         self.counters: list[int] = [0] * L.COUNTER_MAX
@@ -182,7 +187,9 @@ class Daemon:
             if isinstance(o, Lost):
                 self.out.ledger.add(o.where, o.count)
                 continue
-            rec = render(o, self.host, self.out.next_seq(), _now_ns(), self.privacy)
+            rec = render(
+                o, self.host, self.out.next_seq(), _now_ns(), privacy=self.privacy, enrich=self.enrich
+            )
             if rec is not None:
                 self.out.emit(rec)
                 # On the record as stored (after redaction): an alert never carries what the log does not.
@@ -380,6 +387,7 @@ class Daemon:
         self.notifier.notify("RELOADING=1")
         self.out.flush()
         self.out.log_file.reopen()
+        self.enrich.reload()
         if self.config_path is not None:
             try:
                 check_file_safety(self.config_path)

@@ -90,7 +90,7 @@ def _struct_from(cls: type[_S], raw: bytes) -> _S:
 
 # struct exec_event's header as one precompiled template: one unpack per record instead of a ctypes
 # copy and a Python object per field (the layout is ExecEventHeader's; a unit test holds them equal).
-_EXEC_HEADER = struct.Struct("<8I5Q4I16s")
+_EXEC_HEADER = struct.Struct("<8I5Q4I16s4I2Q")
 
 
 @functools.lru_cache(maxsize=64)
@@ -136,6 +136,12 @@ def _decode_exec(raw: bytes, boot_to_wall_ns: int) -> ExecEvent:
         args_len,
         args_orig_len,
         comm,
+        euid,
+        egid,
+        suid,
+        sgid,
+        cap_effective,
+        parent_start_ticks,
     ) = _EXEC_HEADER.unpack_from(raw)
     end_name = EXEC_DATA_OFFSET + filename_len
     end_args = end_name + args_len
@@ -164,6 +170,12 @@ def _decode_exec(raw: bytes, boot_to_wall_ns: int) -> ExecEvent:
         track_flags=track,
         data_flags=quality,
         denial=_denial(flags),
+        euid=euid,
+        egid=egid,
+        suid=suid,
+        sgid=sgid,
+        cap_effective=cap_effective,
+        parent_start_ticks=parent_start_ticks,
     )
 
 

@@ -78,6 +78,16 @@ class ExecEvent:
     track_flags: TrackFlag = TrackFlag.NONE
     data_flags: frozenset[str] = field(default_factory=frozenset)
     denial: Denial | None = None
+    euid: int | None = None
+    """Effective uid the exec committed (None: as uid); uid/gid are the real ids."""
+    egid: int | None = None
+    suid: int | None = None
+    """Saved set-user-id."""
+    sgid: int | None = None
+    cap_effective: int = 0
+    """The effective capability set (bit n: capability n)."""
+    parent_start_ticks: int = 0
+    """Start time of the real parent (ppid) in /proc clock ticks; 0 if unknown."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,35 @@ LOST_WHERE: Final = frozenset(
 
 _NS_PER_TICK: Final = 1_000_000_000 // USER_HZ
 
+CAPABILITIES: Final = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+    "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+)  # fmt: skip
+"""Capability names by bit number (linux/capability.h); a bit past the table is written CAP_<n>."""
+
+
+def capability_names(mask: int) -> list[str]:
+    """The names of the bits set in a capability mask, lowest bit first."""
+    return [
+        CAPABILITIES[bit] if bit < len(CAPABILITIES) else f"CAP_{bit}"
+        for bit in range(mask.bit_length())
+        if mask >> bit & 1
+    ]
+
+
+def privilege_changed(ev: ExecEvent) -> bool:
+    """Whether the exec gave the process privileges its user does not have: a setuid or setgid program
+    (effective id other than the real one) or file capabilities for a non-root user."""
+    euid = ev.uid if ev.euid is None else ev.euid
+    egid = ev.gid if ev.egid is None else ev.egid
+    return euid != ev.uid or egid != ev.gid or (ev.uid != 0 and ev.cap_effective != 0)
+
 
 @dataclass(frozen=True, slots=True)
 class HostInfo:
@@ -113,6 +142,31 @@ def _claude_object(claude: Mapping[str, Any]) -> dict[str, Any]:
     return dict(claude)
 
 
+def _parent(ev: ExecEvent, host: HostInfo) -> dict[str, Any]:
+    if not ev.parent_start_ticks:
+        return {"pid": ev.ppid}
+    return {"pid": ev.ppid, "entity_id": entity_id(host.boot_id, ev.ppid, ev.parent_start_ticks)}
+
+
+def _credentials(ev: ExecEvent) -> dict[str, Any]:
+    """ECS: process.user is the effective user, real_user and saved_user the others (same for groups)."""
+    euid = ev.uid if ev.euid is None else ev.euid
+    egid = ev.gid if ev.egid is None else ev.egid
+    out: dict[str, Any] = {
+        "user": {"id": str(euid)},
+        "group": {"id": str(egid)},
+        "real_user": {"id": str(ev.uid)},
+        "real_group": {"id": str(ev.gid)},
+        "saved_user": {"id": str(ev.uid if ev.suid is None else ev.suid)},
+        "saved_group": {"id": str(ev.gid if ev.sgid is None else ev.sgid)},
+    }
+    if ev.cap_effective and ev.uid != 0:
+        # Root's processes hold every capability as a matter of course; a non-root user's hold some
+        # only through a setuid-root or file-capability program: that is what is worth a field.
+        out["thread"] = {"id": ev.tid, "capabilities": {"effective": capability_names(ev.cap_effective)}}
+    return out
+
+
 def _quality_flags(ev: ExecEvent) -> set[str]:
     flags = set(ev.data_flags)
     if ev.args_truncated:
@@ -121,6 +175,8 @@ def _quality_flags(ev: ExecEvent) -> set[str]:
         flags.add("filename_truncated")
     if ev.track_flags & TrackFlag.PENDING_ROOT:
         flags.add("pending_root")
+    if privilege_changed(ev):
+        flags.add("privilege_changed")
     return flags
 
 
@@ -160,7 +216,7 @@ def exec_record(
         "pid": ev.pid,
         "thread": {"id": ev.tid},
         "entity_id": entity_id(host.boot_id, ev.pid, ev.start_ticks),
-        "parent": {"pid": ev.ppid},
+        "parent": _parent(ev, host),
         "executable": executable,
         "name": executable.rsplit("/", 1)[-1],
         "args": args,
@@ -169,8 +225,7 @@ def exec_record(
     }
     if host.boot_time_ns is not None:
         process["start"] = rfc3339_ns(host.boot_time_ns + ev.start_ticks * _NS_PER_TICK)
-    process["user"] = {"id": str(ev.uid)}
-    process["group"] = {"id": str(ev.gid)}
+    process |= _credentials(ev)
 
     audit: dict[str, Any] = {
         "flags": sorted(flags),

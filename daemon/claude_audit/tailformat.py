@@ -260,6 +260,21 @@ def _rule_match(rec: Mapping[str, Any], _claude: Mapping[str, Any], audit: Mappi
     )
 
 
+def _heartbeat(_rec: Mapping[str, Any], _claude: Mapping[str, Any], audit: Mapping[str, Any]) -> _Styled:
+    kernel = _obj(audit, "kernel")
+    state = kernel.get("state")
+    text = f"HEARTBEAT {_field(audit, 'sessions_watched')} sessions, kernel {_field(kernel, 'state')}"
+    return (_DAEMON_COLOUR if state == "attached" else _RED), text
+
+
+def _config_reloaded(
+    _rec: Mapping[str, Any], _claude: Mapping[str, Any], audit: Mapping[str, Any]
+) -> _Styled:
+    changed = _obj(audit, "config").get("changed")
+    keys = ", ".join(_show(k) for k in changed) if isinstance(changed, list) and changed else "no change"
+    return _DAEMON_COLOUR, f"CONFIG RELOADED ({keys})"
+
+
 _LIFECYCLE: Final[dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], _Styled]]] = {
     "session-found": _session_found,
     "session-ended": _session_ended,
@@ -268,6 +283,8 @@ _LIFECYCLE: Final[dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Mapp
     "daemon-stopped": _daemon_stopped,
     "config-rejected": _config_rejected,
     "rule-match": _rule_match,
+    "config-reloaded": _config_reloaded,
+    "heartbeat": _heartbeat,
 }
 
 

@@ -1,10 +1,35 @@
-"""Reading the audit log while the daemon writes it, as a shipper does."""
+"""Reading the audit log while the daemon writes it, as a shipper does; every record read is checked
+against the shipped JSON Schema (docs/schema/record.schema.json), so each test that reads the log also
+proves its records match what the documentation promises."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
+
+import jsonschema
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "schema" / "record.schema.json"
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def check_record(record: dict[str, Any]) -> None:
+    """Fail (AssertionError naming the field) unless `record` matches the shipped schema."""
+    errors = sorted(_validator().iter_errors(record), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.absolute_path)
+        action = record.get("event", {}).get("action") if isinstance(record.get("event"), dict) else None
+        raise AssertionError(f"{action} record does not match the schema at /{where}: {e.message}")
 
 
 def complete_lines(data: bytes, *, writer_stopped: bool = False) -> list[bytes]:
@@ -26,4 +51,7 @@ def read_records(path: Path, *, writer_stopped: bool = False) -> list[dict[str, 
         data = path.read_bytes()
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in complete_lines(data, writer_stopped=writer_stopped)]
+    records = [json.loads(line) for line in complete_lines(data, writer_stopped=writer_stopped)]
+    for rec in records:
+        check_record(rec)
+    return records

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from jsonl import check_record
 from systemd_env import apt_install, booted_systemd, build_deb, read_log, wait_until
 
 UNIT = "claude-audit.service"
@@ -72,6 +73,7 @@ def test_no_tracefs_readers_group_then_bad_config_is_not_restarted() -> None:
         entries = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
         assert len(entries) == 1, r.stdout
         rec = json.loads(entries[0]["AUDIT_RECORD"])
+        check_record(rec)
         assert rec["event"]["kind"] == "alert" and rec["claude_audit"]["when"] == "start"
         assert "daemon.log_level" in rec["claude_audit"]["error"]
         assert rec["claude_audit"]["config_path"] == "/etc/claude-audit/config.toml"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -207,3 +209,95 @@ def test_reload_states_the_new_config_digest_and_what_changed(tmp_path: Path) ->
         assert c["needs_restart"] == ["capture.argv_max_bytes"]
         assert c["path"] == str(cfg)
         assert d.wait_status(lambda st: st.get("config_digest") == c["digest"])
+
+
+def test_setuid_exec_records_the_effective_root(tmp_path: Path) -> None:
+    """A session run by an unprivileged user (nobody) runs the setuid-root /usr/bin/passwd: its record has
+    process.user.id 0 (effective), real_user the caller, saved_user 0, capabilities it gained, and the
+    privilege_changed flag; the session's plain exec keeps the caller everywhere. The parent's entity id
+    is the one the parent's own exec record carries, with its program and args (the parent is tracked);
+    ids carry names; host.id is the machine id."""
+    base = Path(tempfile.mkdtemp(prefix="claude-audit-setuid-"))
+    try:
+        base.chmod(0o755)  # nobody must reach the fake Claude Code binary
+        exe = fake_claude(base)
+        for d in [base, *exe.parents]:
+            if d == base.parent:
+                break
+            d.chmod(0o755)
+        log = tmp_path / "log" / "audit.jsonl"
+        cfg = config_text(tmp_path, log, only_fake=True)
+        cfg.write_text(cfg.read_text().replace(str(tmp_path / "node_modules"), str(base / "node_modules")))
+        with daemon(tmp_path, cfg, log) as d:
+            script = (
+                "read -r _; /bin/sh -c '/usr/bin/passwd --help >/dev/null; /bin/true plain; :'\nread -r _\n"
+            )
+            proc = subprocess.Popen(
+                ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(exe), "-c", script],
+                stdin=subprocess.PIPE,
+            )
+            try:
+                session_found(d, proc.pid)
+                assert proc.stdin is not None
+                proc.stdin.write(b"go\n")
+                proc.stdin.flush()
+                recs = d.wait_for(
+                    lambda rs: any(a == ["/bin/true", "plain"] for a in args_of(rs, proc.pid)), 120
+                )
+            finally:
+                if proc.stdin is not None:
+                    proc.stdin.close()
+                proc.wait(timeout=30)
+        execs = {
+            r["process"]["executable"]: r for r in actions(recs, "exec") if r["claude"]["pid"] == proc.pid
+        }
+        pw = execs["/usr/bin/passwd"]["process"]
+        assert pw["user"]["id"] == pw["saved_user"]["id"] == "0"
+        assert pw["real_user"]["id"] == pw["group"]["id"] == "65534"
+        assert "CAP_SYS_ADMIN" in pw["thread"]["capabilities"]["effective"]
+        assert "privilege_changed" in execs["/usr/bin/passwd"]["claude_audit"]["flags"]
+        plain = execs["/bin/true"]
+        assert plain["process"]["user"] == plain["process"]["real_user"] == {"id": "65534", "name": "nobody"}
+        assert "privilege_changed" not in plain["claude_audit"]["flags"]
+        assert "capabilities" not in plain["process"]["thread"]
+        sh = execs["/bin/sh"]
+        assert plain["process"]["parent"]["entity_id"] == sh["process"]["entity_id"]
+        # names from /etc/passwd and /etc/group; the tracked parent's program; the machine id
+        assert pw["user"]["name"] == "root" and pw["real_user"]["name"] == "nobody"
+        assert execs["/usr/bin/passwd"]["user"] == {"id": "65534", "name": "nobody"}
+        assert plain["group"]["name"] == "nogroup"
+        assert plain["process"]["parent"]["executable"] == "/bin/sh"
+        assert plain["process"]["parent"]["args"] == sh["process"]["args"]
+        assert plain["host"]["id"] == Path("/etc/machine-id").read_text().strip()
+    finally:
+        shutil.rmtree(base)
+
+
+def test_container_id_from_the_cgroup_the_exec_runs_in(tmp_path: Path) -> None:
+    """A session moved into a cgroup named as docker names a container's (docker-<64 hex>.scope, made
+    here in the cgroup v2 hierarchy): its exec records carry that id as container.id; before the move
+    they carry none."""
+    from claude_audit.enrich import cgroup2_mount
+
+    mount = cgroup2_mount(Path("/proc/self/mounts").read_bytes())
+    assert mount is not None, "no cgroup v2 hierarchy mounted"
+    cid = os.urandom(32).hex()
+    cg = mount / f"docker-{cid}.scope"
+    exe = fake_claude(tmp_path)
+    log = tmp_path / "log" / "audit.jsonl"
+    cfg = config_text(tmp_path, log, only_fake=True)
+    cg.mkdir()
+    try:
+        with daemon(tmp_path, cfg, log) as d, session(exe, "/bin/true outside", "/bin/true inside") as s:
+            session_found(d, s.pid)
+            s.go()
+            d.wait_for(lambda rs: ["/bin/true", "outside"] in args_of(rs, s.pid))
+            (cg / "cgroup.procs").write_text(str(s.pid))
+            s.go()
+            recs = d.wait_for(lambda rs: ["/bin/true", "inside"] in args_of(rs, s.pid))
+            (mount / "cgroup.procs").write_text(str(s.pid))
+        by_arg = {r["process"]["args"][-1]: r for r in actions(recs, "exec") if r["claude"]["pid"] == s.pid}
+        assert by_arg["inside"]["container"] == {"id": cid}
+        assert "container" not in by_arg["outside"]
+    finally:
+        cg.rmdir()

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from daemon_faults_util import REPO, actions, config_text, daemon, fake_claude, session, session_found
+from jsonl import check_record
 
 from claude_audit.follow import follow
 
@@ -85,6 +86,8 @@ def test_real_logrotate_under_load_loses_and_repeats_nothing(tmp_path: Path) -> 
     recs = [
         json.loads(line) for line in follow(log, from_start=True, include_rotated=True, stop=lambda: True)
     ]
+    for r in recs:
+        check_record(r)
     seqs = [r["event"]["sequence"] for r in recs]
     assert seqs == list(range(1, len(recs) + 1))
     loads = [

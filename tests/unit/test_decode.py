@@ -33,7 +33,9 @@ def test_exec_header_template_is_the_kernel_layout() -> None:
     assert _EXEC_HEADER.size == ctypes.sizeof(bpf_layout.ExecEventHeader) == bpf_layout.EXEC_DATA_OFFSET
     names = [name for name, *_ in bpf_layout.ExecEventHeader._fields_]
     h = bpf_layout.ExecEventHeader(**{n: i + 1 for i, n in enumerate(names) if n != "comm"}, comm=b"c")
-    assert list(_EXEC_HEADER.unpack_from(bytes(h))) == [*range(1, len(names)), b"c".ljust(16, b"\0")]
+    assert list(_EXEC_HEADER.unpack_from(bytes(h))) == [
+        b"c".ljust(16, b"\0") if n == "comm" else i + 1 for i, n in enumerate(names)
+    ]
     h.type, h.filename_len, h.args_len = bpf_layout.EVENT_EXEC, 0, 0
     ev = decode_event(bytes(h), 0)
     assert isinstance(ev, ExecEvent)

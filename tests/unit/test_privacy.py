@@ -85,8 +85,10 @@ def test_full_command_on_the_first_record_excerpt_on_the_others() -> None:
     """The first record shows claude.command in full; a descendant's has an excerpt, its length and flag."""
     cmd = "make -j4 all && " + "echo step; " * 100
     priv = Privacy(R, command_excerpt_chars=64)
-    first = render(_exec(cmd), HOST, 1, T0, priv)
-    later = render(ExecSeen(_exec(cmd).event, _exec(cmd).claude, full_command=False), HOST, 2, T0, priv)
+    first = render(_exec(cmd), HOST, 1, T0, privacy=priv)
+    later = render(
+        ExecSeen(_exec(cmd).event, _exec(cmd).claude, full_command=False), HOST, 2, T0, privacy=priv
+    )
     assert first is not None and later is not None
     assert first["claude"]["command"] == cmd and "command_excerpt" not in first["claude_audit"]["flags"]
     assert later["claude"]["command"] == cmd[:64] + "\u2026"
@@ -102,7 +104,7 @@ def test_excerpt_zero_drops_the_command_on_descendants() -> None:
         HOST,
         2,
         T0,
-        Privacy(None, command_excerpt_chars=0),
+        privacy=Privacy(None, command_excerpt_chars=0),
     )
     assert later is not None and "command" not in later["claude"] and later["claude"]["invocation"]
 
@@ -116,7 +118,7 @@ def test_redaction_comes_before_the_excerpt() -> None:
         HOST,
         2,
         T0,
-        Privacy(R, command_excerpt_chars=70),
+        privacy=Privacy(R, command_excerpt_chars=70),
     )
     assert later is not None
     assert "ghp_Zx9" not in dumps_line(later).decode()
@@ -126,7 +128,11 @@ def test_root_exec_record_gets_the_prompt_policy() -> None:
     """The Claude Code process's own exec record (origin session) is treated as its argv."""
     ev = exec_event(pid=4000, invocation=0, argv=[b"claude", b"-p", b"my private question"])
     rec = render(
-        ExecSeen(ev, {"pid": 4000, "origin": "session"}), HOST, 1, T0, Privacy(None, root_prompt="drop")
+        ExecSeen(ev, {"pid": 4000, "origin": "session"}),
+        HOST,
+        1,
+        T0,
+        privacy=Privacy(None, root_prompt="drop"),
     )
     assert rec is not None
     assert rec["process"]["args"] == ["claude", "-p", PROMPT_DROPPED]
@@ -192,7 +198,7 @@ def test_default_policy_keeps_a_clean_record_byte_for_byte() -> None:
     """The default policy on a record without a secret (first of its tool call) changes nothing."""
     seen = _exec("git status")
     plain = render(seen, HOST, 1, T0)
-    policed = render(seen, HOST, 1, T0, privacy_policy(Config(), KEY))
+    policed = render(seen, HOST, 1, T0, privacy=privacy_policy(Config(), KEY))
     assert plain is not None and policed is not None
     assert dumps_line(plain) == dumps_line(policed)
     assert json.loads(dumps_line(policed))["claude"]["command"] == "git status"

@@ -98,6 +98,10 @@ def test_exec_record_golden() -> None:
             "command_line": "git commit -m 'fix it'",
             "user": {"id": "1000"},
             "group": {"id": "1001"},
+            "real_user": {"id": "1000"},
+            "real_group": {"id": "1001"},
+            "saved_user": {"id": "1000"},
+            "saved_group": {"id": "1001"},
         },
         "user": {"id": "1000"},
         "group": {"id": "1001"},
@@ -420,3 +424,29 @@ def test_config_reloaded_and_rejected_at_start() -> None:
     assert config_rejected(T0, HOST, 1, error="bad")["event"]["kind"] == "event"
     with pytest.raises(ValueError, match="when"):
         config_rejected(T0, HOST, 1, error="bad", when="later")
+
+
+def test_setuid_exec_records_effective_real_and_saved_ids() -> None:
+    """A setuid-root program run by uid 1000: process.user is the effective root, real_user the caller,
+    the exec is flagged privilege_changed, and the capabilities it gained are named."""
+    ev = exec_event(euid=0, egid=1001, suid=0, sgid=1001, cap_effective=(1 << 0) | (1 << 21) | (1 << 45))
+    rec = exec_record(ev, HOST, CLAUDE, 1)
+    p = rec["process"]
+    assert p["user"] == {"id": "0"} and p["real_user"] == {"id": "1000"} and p["saved_user"] == {"id": "0"}
+    assert p["group"] == p["real_group"] == p["saved_group"] == {"id": "1001"}
+    assert p["thread"] == {
+        "id": 4242,
+        "capabilities": {"effective": ["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_45"]},
+    }
+    assert "privilege_changed" in rec["claude_audit"]["flags"]
+    plain = exec_record(exec_event(euid=1000, egid=1001, suid=1000, sgid=1001), HOST, CLAUDE, 1)
+    assert "privilege_changed" not in plain["claude_audit"]["flags"]
+    root = exec_record(exec_event(uid=0, gid=0, euid=0, egid=0, cap_effective=(1 << 41) - 1), HOST, CLAUDE, 1)
+    assert "capabilities" not in root["process"]["thread"]
+    assert "privilege_changed" not in root["claude_audit"]["flags"]
+
+
+def test_parent_entity_id_from_the_parents_start() -> None:
+    """With the parent's start time the record names the parent's entity id, as its own exec did."""
+    rec = exec_record(exec_event(parent_start_ticks=1_054_500), HOST, CLAUDE, 1)
+    assert rec["process"]["parent"] == {"pid": 4100, "entity_id": entity_id(HOST.boot_id, 4100, 1_054_500)}

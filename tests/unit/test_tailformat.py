@@ -345,3 +345,23 @@ def test_exec_without_claude_fails_filters() -> None:
     assert matches(rec, None, None)
     assert not matches(rec, "1", None)
     assert not matches(rec, None, {"unknown"})
+
+
+def test_heartbeat_and_reload_lines() -> None:
+    """A heartbeat shows sessions and kernel state (red when degraded); a reload lists the changed keys."""
+    from claude_audit import records
+
+    def beat(state: str) -> dict[str, Any]:
+        return records.heartbeat(
+            T0, HOST, 1, version="1", pid=1, started_ns=T0, interval_seconds=300.0, config_digest="d",
+            config_path=None, counters={}, losses={}, sessions_watched=2, kernel={"state": state},
+        )  # fmt: skip
+
+    assert format_record(roundtrip(beat("attached")), color=False) == (
+        "[02:11:10] HEARTBEAT 2 sessions, kernel attached"
+    )
+    assert "\x1b[1;31mHEARTBEAT" in format_record(roundtrip(beat("degraded")), color=True)
+    reloaded = records.config_reloaded(
+        T0, HOST, 2, config_path="/c", digest="d2", previous_digest="d1", changed=["a.b"], needs_restart=[]
+    )
+    assert format_record(roundtrip(reloaded), color=False) == "[02:11:10] CONFIG RELOADED (a.b)"
