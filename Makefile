@@ -34,8 +34,7 @@ test-kernels: setup-test
 	$(PY) -m pytest tests/kernels
 
 bench: setup-test
-	$(PY) bench/exec_storm.py
-	$(PY) bench/journal_cost.py
+	$(PY) bench/cost.py
 
 deb: setup
 	packaging/build-deb.sh
