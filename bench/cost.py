@@ -224,9 +224,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lat["latency_ms"] = summary([(t - n) / 1e6 for t, n, _ in tail.samples])
         raw["latency"] = lat
         b.log(f"idle: {args.idle_seconds:g} s without a session, then with {args.idle_sessions}")
-        raw["idle"] = run_idle(
-            tmp, watched, args.idle_seconds, args.idle_sessions, Path(__file__).parents[1] / "daemon"
-        )
+        repo_daemon = Path(__file__).resolve().parents[1] / "daemon"
+        raw["idle"] = run_idle(tmp, watched, args.idle_seconds, args.idle_sessions, repo_daemon)
+        if args.before is not None:
+            b.log(f"idle: the daemon from {args.before}")
+            before = args.before.resolve()
+            raw["idle_before"] = run_idle(tmp, watched, args.idle_seconds, args.idle_sessions, before)
     raw["wall_seconds"] = time.monotonic() - t0
     raw["table"] = table(raw)
     return raw
