@@ -229,7 +229,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.before is not None:
             b.log(f"idle: the daemon from {args.before}")
             before = args.before.resolve()
-            raw["idle_before"] = run_idle(tmp, watched, args.idle_seconds, args.idle_sessions, before)
+            raw["idle_before"] = run_idle(
+                tmp, watched, args.idle_seconds, args.idle_sessions, before, name="idle-before"
+            )
     raw["wall_seconds"] = time.monotonic() - t0
     raw["table"] = table(raw)
     return raw
