@@ -34,9 +34,10 @@ test-kernels: setup-test
 	$(PY) -m pytest tests/kernels
 
 bench: setup-test
-	$(PY) bench/exec_storm.py
-	$(PY) bench/journal_cost.py
+	$(PY) bench/cost.py
 	$(PY) bench/rules_cost.py
+	$(PY) bench/privacy_cost.py
+	$(PY) bench/chain_cost.py
 
 deb: setup
 	packaging/build-deb.sh

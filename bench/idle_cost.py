@@ -71,12 +71,14 @@ def idle_case(
     return res
 
 
-def run_idle(tmp: Path, watched: Path, seconds: float, sessions: int, daemon_dir: Path) -> dict[str, Any]:
-    """Both idle cases, in one run."""
+def run_idle(
+    tmp: Path, watched: Path, seconds: float, sessions: int, daemon_dir: Path, *, name: str = "idle"
+) -> dict[str, Any]:
+    """Both idle cases, in one run (daemon directories `<name>0` and `<name>1` below tmp)."""
     return {
-        "no_session": idle_case(tmp, "idle0", watched, sessions=0, seconds=seconds, daemon_dir=daemon_dir),
+        "no_session": idle_case(tmp, f"{name}0", watched, sessions=0, seconds=seconds, daemon_dir=daemon_dir),
         "sessions": idle_case(
-            tmp, "idle1", watched, sessions=sessions, seconds=seconds, daemon_dir=daemon_dir
+            tmp, f"{name}1", watched, sessions=sessions, seconds=seconds, daemon_dir=daemon_dir
         ),
     }
 

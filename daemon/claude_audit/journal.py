@@ -162,10 +162,15 @@ def _get(record: Mapping[str, Any], dotted: str) -> Any:
         return record[dotted]
     cur: Any = record
     for part in _path(dotted):
-        # records are plain dicts; the ABC check is only the fallback (it is slow on the hot path)
-        if not (type(cur) is dict or isinstance(cur, Mapping)) or part not in cur:
+        if type(cur) is dict:
+            # records are plain dicts: one lookup per level (a stored None ends the walk as a miss does)
+            cur = cur.get(part)
+            if cur is None:
+                return None
+        elif isinstance(cur, Mapping) and part in cur:
+            cur = cur[part]
+        else:
             return None
-        cur = cur[part]
     return cur
 
 
@@ -175,6 +180,11 @@ def _path(dotted: str) -> tuple[str, ...]:
 
 
 def _scalar(value: Any) -> str | None:
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]  # exactly str: what str(value) would return
+    if kind is int:
+        return str(value)
     if value is None:
         return None
     if isinstance(value, bool):

@@ -224,6 +224,10 @@ def _is_gone(exc: OSError) -> bool:
     return exc.errno in _GONE_ERRNOS
 
 
+FULL_READ_EVERY = 12
+"""Every this many scans read_all reads every exe link again (a minute at the default scan interval)."""
+
+
 class ProcFS:
     """Reads processes below a procfs root (`/proc`, or a directory of captured files in tests)."""
 
@@ -231,6 +235,9 @@ class ProcFS:
         """Read from `root`; the host file system is taken to be `root.parent`."""
         self.root = Path(root)
         self._prefix = os.fsencode(self.root) + b"/"  # bytes paths: pathlib costs more than the read
+        self._scan_exe: dict[int, tuple[int, bytes, bytes | None]] = {}
+        """pid -> (start ticks, comm, exe link) as the previous read_all saw them."""
+        self._scans = 0
 
     def host_path(self, path: Path) -> Path:
         """Where an absolute host path is found relative to this root (unchanged for the real /proc)."""
@@ -351,13 +358,40 @@ class ProcFS:
     def read_all(self) -> dict[int, ProcInfo]:
         """Every readable process, by pid, read light (processes that vanish during the scan are left out).
 
-        Costs two small reads and one readlink per process, whatever the processes hold.
+        Costs two small reads and one readlink per process, whatever the processes hold; a process the
+        previous call saw with the same start time and comm costs its stat only. Its exe link can change
+        only by an exec, and an exec renames the process to the new file's name; so only an exec of a
+        file of the same name elsewhere is seen late, by the full read every FULL_READ_EVERY calls.
         """
+        known = {} if self._scans % FULL_READ_EVERY == 0 else self._scan_exe
+        self._scans += 1
+        seen: dict[int, tuple[int, bytes, bytes | None]] = {}
         infos: dict[int, ProcInfo] = {}
         for pid in self.pids():
-            info = self.read_light(pid)
-            if info is not None:
-                infos[pid] = info
+            first = self._stat(pid)
+            if first is None:
+                continue
+            prev = known.get(pid)
+            if prev is not None and prev[0] == first.start_ticks and prev[1] == first.comm:
+                exe = prev[2]
+            else:
+                exe = self._exe(pid)
+                if exe is not None and not self._same_start(pid, first.start_ticks):
+                    continue  # the exe link may be a newer process's with this pid
+            seen[pid] = (first.start_ticks, first.comm, exe)
+            infos[pid] = ProcInfo(
+                pid,
+                first.ppid,
+                first.comm,
+                exe,
+                None,
+                first.start_ticks,
+                None,
+                None,
+                first.state,
+                source=self,
+            )
+        self._scan_exe = seen  # only what runs now: bounded by the process count, like the result
         return infos
 
     def environ(self, pid: int, cap: int = ENVIRON_MAX) -> dict[bytes, bytes] | None:

@@ -383,3 +383,41 @@ def test_pids_ignore_absurd_names(tmp_path: Path) -> None:
     root = host_root(tmp_path)
     (root / ("9" * 5000)[:200]).mkdir()
     assert ProcFS(root).pids() == [1, 2, PAREN_COMM, NODE_TITLE, PY_CLAUDE, DELETED]
+
+
+def test_scan_rereads_exe_only_for_new_or_changed_processes(tmp_path: Path) -> None:
+    """A later read_all reads only stat of a process it saw with the same start and comm (its exe link
+    is taken from before); a new comm or start time, and every FULL_READ_EVERY-th scan, read it again."""
+    from claude_audit.procfs import FULL_READ_EVERY
+
+    class _Links(ProcFS):
+        def __init__(self, root: Path) -> None:
+            super().__init__(root)
+            self.links: list[int] = []
+
+        def _exe(self, pid: int) -> bytes | None:
+            self.links.append(pid)
+            return super()._exe(pid)
+
+    proc = _Links(host_root(tmp_path))
+    first = proc.read_all()
+    assert sorted(proc.links) == sorted(first)
+    proc.links.clear()
+    second = proc.read_all()
+    assert proc.links == []
+    assert {p: i.exe for p, i in second.items()} == {p: i.exe for p, i in first.items()}
+    assert {p: i.start_ticks for p, i in second.items()} == {p: i.start_ticks for p, i in first.items()}
+
+    # NODE_TITLE renames itself: its exe link is read again, nobody else's.
+    comm = proc.root / str(NODE_TITLE) / "stat"
+    head, tail = comm.read_bytes().split(b"(", 1)
+    comm.write_bytes(head + b"(renamed" + tail[tail.rindex(b")") :])
+    assert proc.read_all()[NODE_TITLE].comm == b"renamed"
+    assert proc.links == [NODE_TITLE]
+
+    proc.links.clear()
+    for _ in range(FULL_READ_EVERY - 3):
+        proc.read_all()
+    assert proc.links == []
+    proc.read_all()  # the FULL_READ_EVERY-th call since the first: every link again
+    assert sorted(proc.links) == proc.pids()
