@@ -13,6 +13,9 @@ if [ "${WITH_TEST_DEPS:-0}" = 1 ]; then
   PKGS="$PKGS python3-jsonschema"
   # The kernel tier (tests/kernels) boots Debian's kernels under QEMU with a busybox initramfs.
   PKGS="$PKGS qemu-system-x86 busybox-static cpio"
+  # The package tests boot a Debian 13 root made by debootstrap and run the arm64 packages' Python
+  # under qemu-user emulation.
+  PKGS="$PKGS debootstrap qemu-user-static"
   # The real Claude Code CLI comes from the npm registry. Some images ship NodeSource's nodejs, which
   # bundles npm and conflicts with Debian's npm package: install Debian's only when there is none.
   command -v node >/dev/null || PKGS="$PKGS nodejs"

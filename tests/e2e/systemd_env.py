@@ -42,15 +42,23 @@ AllowIsolate=yes
 BOOT_SCRIPT = r"""
 set -eu
 B="$1"
+L="$2"
+shift 2
 mount -t tmpfs -o mode=0755 tmpfs "$B"
 mkdir -p "$B/upper" "$B/work" "$B/root"
-mount -t overlay overlay -o "lowerdir=/,upperdir=$B/upper,workdir=$B/work" "$B/root"
+mount -t overlay overlay -o "lowerdir=$L,upperdir=$B/upper,workdir=$B/work" "$B/root"
 R="$B/root"
 mount -t proc proc "$R/proc"
 mount --rbind /sys "$R/sys"
 mount --rbind /dev "$R/dev"
 mount -t tmpfs -o mode=0755 tmpfs "$R/run"
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
+# Host directories another root needs at the same path (the Claude Code CLI cache), read-only.
+for d in "$@"; do
+  mkdir -p "$R$d"
+  mount --rbind "$d" "$R$d"
+  mount -o remount,bind,ro "$R$d"
+done
 mkdir -p "$R/etc/systemd/system" "$R/oldroot"
 # This machine image (a Docker-built one) ships /usr/sbin/policy-rc.d answering 101 ("action
 # forbidden"), so deb-systemd-invoke in a package's postinst would never start a service. A booted
@@ -66,7 +74,7 @@ cd "$R"
 pivot_root . oldroot
 umount -l /oldroot
 rmdir /oldroot
-exec /lib/systemd/systemd --system --unit=claude-e2e.target
+exec /lib/systemd/systemd --system --unit=claude-e2e.target $SYSTEMD_EXTRA_ARGS
 """
 
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
@@ -161,8 +169,20 @@ def _children(pid: int) -> list[int]:
 
 
 @contextmanager
-def booted_systemd(tmpdir: Path | str | None = None, timeout: float = 90.0) -> Iterator[SystemdEnv]:
-    """Boot systemd in a private overlay root; yield a SystemdEnv; power it off and clean up."""
+def booted_systemd(
+    tmpdir: Path | str | None = None,
+    timeout: float = 90.0,
+    lower: Path | str = "/",
+    binds: Sequence[Path | str] = (),
+    systemd_args: Sequence[str] = (),
+) -> Iterator[SystemdEnv]:
+    """Boot systemd in a private overlay root; yield a SystemdEnv; power it off and clean up.
+
+    `lower` is the overlay's lower layer: the host's root by default, or another distribution's root
+    file system (distro_root.py). `binds` are host directories mounted read-only at the same path inside.
+    `systemd_args` are appended to systemd's command line, which a containerised systemd also reads as
+    its kernel command line.
+    """
     base = Path(tempfile.mkdtemp(prefix="claude-audit-systemd-")) if tmpdir is None else Path(tmpdir) / "sd"
     base.mkdir(parents=True, exist_ok=True)
     script = BOOT_SCRIPT.replace("@TARGET_UNIT@", TARGET_UNIT.strip())
@@ -171,12 +191,17 @@ def booted_systemd(tmpdir: Path | str | None = None, timeout: float = 90.0) -> I
     proc = subprocess.Popen(
         [
             "unshare", "--pid", "--mount", "--fork", "--propagation", "private", "--kill-child",
-            "/bin/sh", "-c", script, "boot", str(base),
+            "/bin/sh", "-c", script, "boot", str(base), str(lower), *(str(b) for b in binds),
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "container": "claude-audit-e2e", "LANG": "C.UTF-8"},
+        env={
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "container": "claude-audit-e2e",
+            "LANG": "C.UTF-8",
+            "SYSTEMD_EXTRA_ARGS": " ".join(systemd_args),
+        },
     )  # fmt: skip
     env: SystemdEnv | None = None
     try:
@@ -245,16 +270,23 @@ NONINTERACTIVE = {"DEBIAN_FRONTEND": "noninteractive"}
 AUDIT_LOG = "/var/log/claude-audit/audit.jsonl"
 
 
-def build_deb(version: str | None = None) -> Path:
-    """Build the .deb with packaging/build-deb.sh (optionally with another version); return its path."""
+def build_deb(version: str | None = None, target: str = "bookworm-amd64") -> Path:
+    """Build the .deb of one target (packaging/build-deb.sh; optionally another upstream version)."""
+    return build_debs(version, [target])[0]
+
+
+def build_debs(version: str | None = None, targets: Sequence[str] = ()) -> list[Path]:
+    """Build the .debs of `targets` (all of `make deb`'s matrix when empty); return their paths."""
     repo = Path(__file__).resolve().parents[2]
     env = dict(os.environ)
     if version is not None:
         env["CLAUDE_AUDIT_DEB_VERSION"] = version
     out = subprocess.run(
-        [str(repo / "packaging/build-deb.sh")], capture_output=True, text=True, check=True, env=env
+        [str(repo / "packaging/build-deb.sh"), *targets], capture_output=True, text=True, env=env, check=False
     )
-    return repo / out.stdout.strip().splitlines()[-1]
+    if out.returncode != 0:
+        raise AssertionError(f"build-deb.sh {' '.join(targets)} failed:\n{out.stderr[-3000:]}")
+    return [repo / line for line in out.stdout.split()]
 
 
 def apt_install(env: SystemdEnv, deb: Path) -> float:
@@ -315,3 +347,15 @@ def wait_until(what: str, pred: Any, timeout: float = 30.0, every: float = 0.2) 
 def read_log(env: SystemdEnv, inside: str = AUDIT_LOG) -> list[dict[str, Any]]:
     """Every record of the audit log inside the booted system (none if it does not exist yet)."""
     return read_records(env.path(inside))
+
+
+def print_footprint(env: SystemdEnv, unit: str) -> None:
+    """Print measured numbers for the README: the daemon's memory, its venv's size, the records' sizes."""
+    pid = env.show(unit, "MainPID")
+    status = env.path(f"/proc/{pid}/status").read_text()
+    rss = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
+    venv_kb = env.run(["du", "-sk", "/usr/lib/claude-audit"]).stdout.split()[0]
+    sizes = sorted(len(line) + 1 for line in env.path(AUDIT_LOG).read_bytes().splitlines())
+    p99 = sizes[min(len(sizes) - 1, round(0.99 * (len(sizes) - 1)))]
+    print(f"daemon VmRSS: {rss} kB; venv /usr/lib/claude-audit: {venv_kb} kB")
+    print(f"records: {len(sizes)}, median {sizes[len(sizes) // 2]} B, p99 {p99} B, max {sizes[-1]} B")

@@ -31,6 +31,7 @@ from systemd_env import (
     booted_systemd,
     build_deb,
     claude_inside,
+    print_footprint,
     read_log,
     wait_until,
 )
@@ -70,6 +71,7 @@ def test_service_end_to_end(deb: Path, claude_bin: Path, fake_api: FakeAnthropic
     with booted_systemd() as env:
         first_pid = _install_and_start(env, deb)
         claude_pid, execs = _session(env, claude_bin, fake_api)
+        print_footprint(env, UNIT)
         _journal_matches_file(env, claude_pid, execs)
         rotated = _rotate_and_reload(env, claude_bin, fake_api, first_pid)
         _stop_loses_nothing(env, rotated, first_pid)
@@ -81,6 +83,15 @@ def _install_and_start(env: SystemdEnv, deb: Path) -> str:
     print(f"boot: {env.boot_seconds:.2f} s")
     took = apt_install(env, deb)
     print(f"apt-get install (venv from vendored wheels, start): {took:.1f} s")
+    # The Debian 12 build: its venv is the host's CPython 3.11, with the cp311 pydantic-core it vendors.
+    arch = env.run(["dpkg-query", "-W", "-f", "${Version} ${Architecture}", "claude-audit"]).stdout
+    assert arch.endswith("+deb12 amd64"), arch
+    venv = env.run(
+        ["/usr/lib/claude-audit/bin/python", "-c", "import pydantic_core, sys; print(sys.version_info[:2])"]
+    )
+    assert venv.stdout.strip() == "(3, 11)", venv.stderr
+    # postinst made the readers' group.
+    assert env.run(["getent", "group", "claude-audit"]).returncode == 0
     assert env.systemctl("is-enabled", UNIT).stdout.strip() == "enabled"
     # Debian policy: a service package starts its service at install (deb-systemd-invoke).
     env.wait_active(UNIT, timeout=60)
@@ -284,7 +295,7 @@ def test_upgrade_keeps_config_and_restarts_then_purge(two_debs: tuple[Path, Path
         took = apt_install(env, v2)
         print(f"upgrade install: {took:.1f} s")
         version = env.run(["dpkg-query", "-W", "-f", "${Version}", "claude-audit"]).stdout
-        assert version == "0.1.0+e2e2"
+        assert version == "0.1.0+e2e2-1+deb12"
         assert env.path("/etc/claude-audit/config.toml").read_text() == edited
         env.wait_active(UNIT, timeout=60)
         pid2 = env.show(UNIT, "MainPID")
