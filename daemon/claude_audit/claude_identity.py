@@ -119,7 +119,9 @@ def parse_session_file(data: bytes, expected_pid: int, expected_start_ticks: int
     )
 
 
-def read_session_file(path: Path, *, pid: int, start_ticks: int, owner_uid: int) -> SessionFileInfo | None:
+def read_session_file(
+    path: Path, *, pid: int, start_ticks: int, owner_uid: int
+) -> SessionFileInfo | None:
     """Read and parse a session file, bounded; None unless it is a regular file of at most
     SESSION_FILE_MAX bytes, owned by `owner_uid` (the session's user), naming this very process."""
     got = read_user_file(path, SESSION_FILE_MAX)
