@@ -511,10 +511,11 @@ class Daemon:
         self.notifier.notify("READY=1")
         log.info("ready", sessions=found, log=str(self.config.audit_log.path))
 
-    def liveness(self) -> heartbeat.Liveness:
-        """The daemon's vital signs now (heartbeat record and metrics file)."""
+    def liveness(self, kernel: dict[str, Any] | None = None) -> heartbeat.Liveness:
+        """The daemon's vital signs now (heartbeat record and metrics file); `kernel` is the BPF program
+        state if the caller already has it."""
         assert self.out is not None and self.tracker is not None and self.sensor is not None
-        kernel = self.sensor.program_state()
+        kernel = kernel if kernel is not None else self.sensor.program_state()
         return heartbeat.Liveness(
             now_ns=_now_ns(),
             started_ns=self.started_ns,
@@ -533,7 +534,7 @@ class Daemon:
         assert self.out is not None and self.sensor is not None
         self.report_losses()  # refreshes the kernel counters too
         kernel = self.sensor.program_state()
-        live = self.liveness()
+        live = self.liveness(kernel)
         self.out.emit(
             records.heartbeat(
                 live.now_ns,
