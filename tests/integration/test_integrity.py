@@ -8,10 +8,12 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from daemon_faults_util import CLI, ENV, actions, daemon, fake_claude, session, session_found
+from daemon_faults_util import CLI, ENV, actions, daemon, fake_claude, session, wait_until
 from journald_env import journald_env
+from jsonl import read_records
 
 from claude_audit import sealing
 from claude_audit.verify import EXIT_BROKEN, EXIT_INCOMPLETE, EXIT_OK, load_files, verify_lines
@@ -39,9 +41,18 @@ def _run_session(base: Path, cfg: Path, log: Path, marker: str, execs: int) -> N
         daemon(base, cfg, log) as d,
         session(fake_claude(base), f"for i in $(seq {execs}); do /bin/true {marker} $i; done") as s,
     ):
-        session_found(d, s.pid)
+        # The log rotates every few records here: look in the whole set, not the live file only.
+        def seen(pred: Callable[[list[dict[str, Any]]], bool]) -> Callable[[], bool | None]:
+            return lambda: True if pred([r for p in _log_set(log) for r in read_records(p)]) else None
+
+        wait_until(
+            seen(lambda rs: any(r["claude"]["pid"] == s.pid for r in actions(rs, "session-found"))), 60, d
+        )
         s.go()
-        d.wait_for(lambda rs: any(r["process"]["args"][-1] == str(execs) for r in actions(rs, "exec")), 120)
+        last = str(execs)
+        wait_until(
+            seen(lambda rs: any(r["process"]["args"][-1] == last for r in actions(rs, "exec"))), 120, d
+        )
         # at least two checkpoints in this run, so epochs advance while it runs
         d.wait_status(lambda st: (st.get("chain") or {}).get("checkpoints", 0) >= 2, 60)
 
