@@ -37,6 +37,8 @@ bench: setup-test
 	$(PY) bench/exec_storm.py
 	$(PY) bench/journal_cost.py
 
+# One .deb per Debian release and architecture (12/13 x amd64/arm64) in dist/, each vendoring the wheels of
+# its CPython; `packaging/build-deb.sh trixie-amd64` builds one.
 deb: setup
 	packaging/build-deb.sh
 
