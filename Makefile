@@ -39,6 +39,8 @@ bench: setup-test
 	$(PY) bench/privacy_cost.py
 	$(PY) bench/chain_cost.py
 
+# One .deb per Debian release and architecture (12/13 x amd64/arm64) in dist/, each vendoring the wheels of
+# its CPython; `packaging/build-deb.sh trixie-amd64` builds one.
 deb: setup
 	packaging/build-deb.sh
 

@@ -74,7 +74,7 @@ cd "$R"
 pivot_root . oldroot
 umount -l /oldroot
 rmdir /oldroot
-exec /lib/systemd/systemd --system --unit=claude-e2e.target $SYSTEMD_EXTRA_ARGS
+exec /lib/systemd/systemd --system --unit=claude-e2e.target
 """
 
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
@@ -174,14 +174,11 @@ def booted_systemd(
     timeout: float = 90.0,
     lower: Path | str = "/",
     binds: Sequence[Path | str] = (),
-    systemd_args: Sequence[str] = (),
 ) -> Iterator[SystemdEnv]:
     """Boot systemd in a private overlay root; yield a SystemdEnv; power it off and clean up.
 
     `lower` is the overlay's lower layer: the host's root by default, or another distribution's root
     file system (distro_root.py). `binds` are host directories mounted read-only at the same path inside.
-    `systemd_args` are appended to systemd's command line, which a containerised systemd also reads as
-    its kernel command line.
     """
     base = Path(tempfile.mkdtemp(prefix="claude-audit-systemd-")) if tmpdir is None else Path(tmpdir) / "sd"
     base.mkdir(parents=True, exist_ok=True)
@@ -200,7 +197,6 @@ def booted_systemd(
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             "container": "claude-audit-e2e",
             "LANG": "C.UTF-8",
-            "SYSTEMD_EXTRA_ARGS": " ".join(systemd_args),
         },
     )  # fmt: skip
     env: SystemdEnv | None = None
