@@ -68,13 +68,13 @@ build_one() {
   grep -vE '^(#|sdnotify==|$)' packaging/vendor-requirements.txt > "$work/req-$target.txt"
   "${PIP[@]}" download -q --no-deps -d "$wheels" --only-binary=:all: --implementation cp \
     --python-version "$pyver" --abi "$pyabi" --abi abi3 --abi none \
-    --platform "manylinux2014_$machine" --platform "manylinux_2_17_$machine" --platform any \
+    --platform "manylinux2014_$machine" --platform "manylinux_2_17_$machine" --platform "manylinux_2_28_$machine" --platform any \
     -r "$work/req-$target.txt" 2>/dev/null
   # The wheel set must be complete for this target (no dependency missing from the pins) and installable
   # without network: resolve claude-audit against it as postinst will.
   "${PIP[@]}" install -q --dry-run --ignore-installed --no-index --find-links "$wheels" --target "$work/dry-$target" \
     --only-binary=:all: --implementation cp --python-version "$pyver" \
-    --platform "manylinux2014_$machine" --platform "manylinux_2_17_$machine" claude-audit 2>/dev/null \
+    --platform "manylinux2014_$machine" --platform "manylinux_2_17_$machine" --platform "manylinux_2_28_$machine" claude-audit 2>/dev/null \
     || { echo "build-deb: the vendored wheels do not satisfy claude-audit for $target" >&2; return 1; }
   ls "$wheels"/pydantic_core-*-"$pyabi"-*"$machine"*.whl >/dev/null \
     || { echo "build-deb: no $pyabi $machine pydantic-core wheel for $target" >&2; return 1; }
