@@ -55,3 +55,13 @@ def read_records(path: Path, *, writer_stopped: bool = False) -> list[dict[str, 
     for rec in records:
         check_record(rec)
     return records
+
+
+def stopped_record(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The daemon-stopped record that ends a cleanly stopped run, checking that the run ends as the daemon
+    ends it: daemon-stopped, then the final chain-checkpoint that covers it (a record cannot name its own
+    hash, so the chain's last word comes after the daemon's)."""
+    actions = [r["event"]["action"] for r in records]
+    assert actions[-2:] == ["daemon-stopped", "chain-checkpoint"], actions[-5:]
+    assert records[-1]["claude_audit"]["checkpoint"]["final"] is True, records[-1]
+    return records[-2]

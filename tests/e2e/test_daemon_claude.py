@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from daemon_util import execs, running_daemon
 from fake_api import FakeAnthropicAPI, tag_prompt
+from jsonl import stopped_record
 from processes import exec_storm, kill
 from session import start_session
 
@@ -70,7 +71,7 @@ def test_session_execs_recorded_and_attributed(
     assert internal  # recorded from the session's first milliseconds on
     assert all("command" not in e["claude"] for e in internal)
     actions = [r["event"]["action"] for r in recs]
-    assert actions[-1] == "daemon-stopped"
+    stopped_record(recs)
     assert "daemon-started" in actions and "events-lost" not in actions
     mine = [r["event"]["action"] for r in recs if r.get("claude", {}).get("pid") == p.pid]
     assert mine[0] == "session-found" and "session-ended" in mine

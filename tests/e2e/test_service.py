@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from fake_api import FakeAnthropicAPI, tag_prompt
+from jsonl import stopped_record
 from processes import kill
 from systemd_env import (
     AUDIT_LOG,
@@ -230,12 +231,12 @@ def _stop_loses_nothing(env: SystemdEnv, rotated: str, first_pid: str) -> None:
     old, new = read_log(env, rotated), read_log(env)
     everything = old + new
     assert action(everything[0]) == "daemon-started"
-    assert action(everything[-1]) == "daemon-stopped"
-    stopped = everything[-1]
+    stopped = stopped_record(everything)
     seqs = [r["event"]["sequence"] for r in everything]
     assert seqs == list(range(1, len(everything) + 1)), "a gap or a duplicate in the sequence"
     assert "events-lost" not in [action(r) for r in everything]
-    assert stopped["claude_audit"]["records_written"] == len(everything)
+    # every record before the final checkpoint, which follows daemon-stopped
+    assert stopped["claude_audit"]["records_written"] == len(everything) - 1
     assert stopped["claude_audit"]["events_lost"] == 0
     assert stopped["claude_audit"]["reason"] == "SIGTERM"
     # and the journal has every one of them too (daemon-started .. daemon-stopped of this run)
@@ -302,7 +303,7 @@ def test_upgrade_keeps_config_and_restarts_then_purge(two_debs: tuple[Path, Path
         assert pid2 not in ("0", pid1), "the upgrade must restart the service"
         assert env.run(["test", "-d", f"/proc/{pid1}"]).returncode != 0
         # The old daemon stopped cleanly; the restarted one runs with the kept (edited) config.
-        assert [action(r) for r in read_log(env)][-1] == "daemon-stopped"
+        stopped_record(read_log(env))
         new = wait_until("the edited log", lambda: read_log(env, "/var/log/claude-audit/edited.jsonl"))
         assert action(new[0]) == "daemon-started"
         assert new[0]["claude_audit"]["daemon_pid"] == int(pid2)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from distro_root import build_seconds, debian_root
 from fake_api import FakeAnthropicAPI, tag_prompt
+from jsonl import stopped_record
 from processes import kill
 from systemd_env import (
     add_user,
@@ -131,6 +132,6 @@ def test_debian13_package_records_a_session(
 
         print_footprint(env, UNIT)
         env.systemctl("stop", UNIT, check=True)
-        assert action(read_log(env)[-1]) == "daemon-stopped"
+        stopped_record(read_log(env))
         assert env.show(UNIT, "Result") == "success"
     print(f"test_debian13_package_records_a_session: {time.monotonic() - t_test:.1f} s")
