@@ -93,13 +93,19 @@ def test_control_matches_payload(debs: dict[str, Path], target: str) -> None:
         if p.startswith("/usr/share/claude-audit/wheels/") and p.endswith(".whl")
     ]
     binary = [w for w in wheels if not w.endswith("-none-any.whl")]
-    # The only compiled wheel is pydantic-core, for exactly this interpreter and machine.
-    assert len(binary) == 1 and binary[0].startswith("pydantic_core-"), binary
-    assert f"-cp3{minor}-cp3{minor}-" in binary[0] and machine in binary[0], binary[0]
-    assert {w.split("-")[0] for w in wheels} == {
-        "claude_audit", "pydantic", "pydantic_core", "annotated_types", "typing_extensions",
-        "typing_inspection", "structlog", "sdnotify",
-    }  # fmt: skip
+    # Every compiled wheel (pydantic-core, orjson, google-re2, jq, pyyaml, markupsafe, charset-normalizer)
+    # is for exactly this interpreter (or its stable ABI) and machine.
+    assert binary and any(w.startswith("pydantic_core-") for w in binary), binary
+    for w in binary:
+        assert f"-cp3{minor}-cp3{minor}-" in w or "-abi3-" in w, w
+        assert machine in w, w
+    # The wheel set is exactly the vendored requirements (and ours): nothing missing, nothing extra.
+    pinned = {
+        ln.split("==")[0].strip().lower().replace("-", "_")
+        for ln in (REPO / "packaging/vendor-requirements.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    }
+    assert {w.split("-")[0].lower() for w in wheels} == pinned | {"claude_audit"}
     assert not [p for p in contents(deb) if p.endswith((".tar.gz", ".zip"))], "an sdist would need a build"
 
 
@@ -166,7 +172,7 @@ $Q /usr/bin/python3 -c 'import platform, sys; print(platform.machine(), sys.vers
 $Q /usr/bin/python3 -m venv --without-pip --system-site-packages /usr/lib/claude-audit
 "$PIP" install -q --disable-pip-version-check --no-compile --no-index --only-binary=:all: \
   --find-links "$R/usr/share/claude-audit/wheels" --implementation cp --python-version "$PYVER" \
-  --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 \
+  --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux_2_28_aarch64 \
   --target "$R/usr/lib/claude-audit/lib/python$PYVER/site-packages" claude-audit
 PY="$Q /usr/lib/claude-audit/bin/python"
 $PY -c '
