@@ -45,9 +45,8 @@ def test_no_tracefs_readers_group_then_bad_config_is_not_restarted() -> None:
         )
         assert env.run(["mountpoint", "-q", "/sys/kernel/tracing"]).returncode != 0
 
-        # The readers' group (the package's postinst creates it; here by hand): at its next start the
-        # daemon, root but not a member, gives it the directory and the file (CAP_CHOWN in the unit).
-        env.run(["groupadd", "--system", "claude-audit"], check=True)
+        # The readers' group (the package's postinst created it): at its next start the daemon, root but
+        # not a member, gives it the directory and the file (CAP_CHOWN in the unit).
         gid = env.run(["getent", "group", "claude-audit"], check=True).stdout.split(":")[2]
         env.systemctl("restart", UNIT, check=True)
         env.wait_active(UNIT)
