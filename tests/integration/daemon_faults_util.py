@@ -90,6 +90,12 @@ class Daemon:
         """Every record in the current log file (the test fails on any line that is not JSON)."""
         return read_records(self.log, writer_stopped=not self.alive())
 
+    def records_with_backups(self) -> Records:
+        """Every record of the daemon's own numbered backups (oldest first) and the current file."""
+        backups = [p for p in self.log.parent.glob(self.log.name + ".*") if p.suffix[1:].isdigit()]
+        files = [*sorted(backups, key=lambda p: -int(p.suffix[1:])), self.log]
+        return [r for p in files for r in read_records(p)]
+
     def stderr(self) -> str:
         """What the daemon logged so far."""
         return self.stderr_path.read_text(errors="replace")
@@ -141,12 +147,19 @@ def daemon(base: Path, cfg: Path, log: Path, *, expect_rc: tuple[int, ...] = (0,
         proc = subprocess.Popen([*CLI, "run", "--config", str(cfg)], env=ENV, stderr=err)
     d = Daemon(proc, log, cfg, base, err_path)
     try:
-        d.wait_for(
-            lambda rs: any(
-                r["event"]["action"] == "daemon-started" and r["claude_audit"]["daemon_pid"] == proc.pid
-                for r in rs
+        # In the rotated set too: with a small max_bytes the start records can rotate out of the live
+        # file before this looks.
+        wait_until(
+            lambda: (
+                True
+                if any(
+                    r["event"]["action"] == "daemon-started" and r["claude_audit"]["daemon_pid"] == proc.pid
+                    for r in d.records_with_backups()
+                )
+                else None
             ),
             600,  # the kernel tier runs this under emulation, where the BPF compile alone takes minutes
+            d,
         )
         yield d
     finally:
