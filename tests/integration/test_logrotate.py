@@ -54,8 +54,8 @@ def test_real_logrotate_under_load_loses_and_repeats_nothing(tmp_path: Path) -> 
     """Six forced logrotate runs while a session runs numbered execs (at least 3000, and until the
     rotations are done, so every rotation happens under load however slow the machine): afterwards
     audit.jsonl.1 is plain, .2.gz ... .6.gz compressed, no name is used twice, every file keeps the
-    readers' group, and reading the set oldest first gives event.sequence 1..N with no gap or repeat and every exec once, in
-    the order it ran."""
+    readers' group, and reading the set oldest first gives event.sequence 1..N with no gap or repeat
+    and every exec once, in the order it ran."""
     exe = fake_claude(tmp_path)
     log = tmp_path / "log" / "audit.jsonl"
     cfg = config_text(tmp_path, log, only_fake=True)
