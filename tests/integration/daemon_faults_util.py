@@ -76,6 +76,13 @@ def config_text(
     return cfg
 
 
+WAIT_SECONDS = 180.0
+"""How long a test waits for the daemon to show something before it fails. Generous: the kernel tier runs
+these tests in emulated guests, three side by side on two cores, where the daemon's per-record work
+(decode, redaction, Sigma rules, hash chain) is tens of times slower than here. A wait ends as soon as
+its condition holds, so this costs nothing when things work."""
+
+
 @dataclass
 class Daemon:
     """A running `claude-audit run`, its log and its stderr file."""
@@ -108,7 +115,7 @@ class Daemon:
             return {}
         return data
 
-    def wait_for(self, pred: Callable[[Records], bool], timeout: float = 60.0) -> Records:
+    def wait_for(self, pred: Callable[[Records], bool], timeout: float = WAIT_SECONDS) -> Records:
         """Wait until pred(records) holds; returns the records (fails if the daemon exits)."""
         return wait_until(lambda: self._check(pred), timeout, self)
 
@@ -116,7 +123,9 @@ class Daemon:
         recs = self.records()
         return recs if pred(recs) else None
 
-    def wait_status(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
+    def wait_status(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = WAIT_SECONDS
+    ) -> dict[str, Any]:
         """Wait until pred(status.json) holds."""
         return wait_until(lambda: s if pred(s := self.status()) and s else None, timeout, self)
 
