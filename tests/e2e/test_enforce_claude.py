@@ -4,13 +4,13 @@ names the tool call; with the PreToolUse hook configured, the agent is told the 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from daemon_util import REPO, running_daemon
 from fake_api import FakeAnthropicAPI, tag_prompt
+from marker_program import build_marker
 from session import start_session
 
 RULE = """
@@ -25,24 +25,7 @@ reason = "markers need a human"
 
 def _marker(base: Path) -> Path:
     """The static program of tests/integration whose first instructions append to its last argument."""
-    out = base / "bin" / "marker"
-    out.parent.mkdir(exist_ok=True)
-    src = REPO / "tests" / "integration" / "enforce_marker.c"
-    subprocess.run(
-        [
-            "cc",
-            "-static",
-            "-nostdlib",
-            "-ffreestanding",
-            "-fno-stack-protector",
-            "-O2",
-            "-o",
-            str(out),
-            str(src),
-        ],
-        check=True,
-    )
-    return out
+    return build_marker(base / "bin" / "marker")
 
 
 def _alerts(records: list[dict[str, Any]], pid: int) -> list[dict[str, Any]]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 from daemon_faults_util import actions, config_text, daemon, fake_claude, session, session_found
 from journald_env import journald_env
+from marker_program import build_marker
 
 pytestmark = [pytest.mark.root]
 
@@ -25,23 +25,7 @@ reason = "markers need a human"
 
 
 def _marker(base: Path) -> Path:
-    out = base / "marker"
-    src = Path(__file__).with_name("enforce_marker.c")
-    subprocess.run(
-        [
-            "cc",
-            "-static",
-            "-nostdlib",
-            "-ffreestanding",
-            "-fno-stack-protector",
-            "-O2",
-            "-o",
-            str(out),
-            str(src),
-        ],
-        check=True,
-    )
-    return out
+    return build_marker(base / "marker")
 
 
 def test_denied_exec_is_killed_and_alerted_then_reload_to_dry_run(tmp_path: Path) -> None:

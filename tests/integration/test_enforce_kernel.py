@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from marker_program import build_marker
 from sensor_util import Collector, watched_root
 
 from claude_audit import bpf_layout as L
@@ -28,23 +29,7 @@ SIGKILL_STATUS = 128 + 9
 @pytest.fixture(scope="module")
 def marker_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The static test program whose first action is to append a byte to the file its last argument names."""
-    out = tmp_path_factory.mktemp("marker") / "marker"
-    src = Path(__file__).with_name("enforce_marker.c")
-    subprocess.run(
-        [
-            "cc",
-            "-static",
-            "-nostdlib",
-            "-ffreestanding",
-            "-fno-stack-protector",
-            "-O2",
-            "-o",
-            str(out),
-            str(src),
-        ],
-        check=True,
-    )
-    return out
+    return build_marker(tmp_path_factory.mktemp("marker") / "marker")
 
 
 @pytest.fixture
